@@ -1,0 +1,1 @@
+"""mobexport.benchmarks"""

@@ -1,0 +1,162 @@
+"""Loading trained weights in the reference releases' key format.
+
+Accepts ``.pth``/``.pt``/``.bin`` (torch pickles) and ``.safetensors``, plain or
+nested under ``state_dict``/``model``/``state_dict_ema``/``model_ema``, with
+or without the ``module.`` prefix of DataParallel/DDP or ``_orig_mod.`` of
+``torch.compile``. Two deliberate adaptations, both reported:
+
+* a classifier whose class count differs from the model's is left fresh;
+* a model with resolution-dependent tables (position embeddings, relative
+  position biases) resizes them through its ``adapt_state_dict`` hook.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from mobexport.errors import CheckpointError
+
+log = logging.getLogger(__name__)
+
+NESTING_KEYS = ("state_dict", "model", "state_dict_ema", "model_ema", "net")
+PREFIXES = ("module.", "_orig_mod.")
+SHOW_AT_MOST = 5
+
+
+@dataclass
+class LoadReport:
+    path: str
+    sha256: str
+    notes: list[str] = field(default_factory=list)
+    fresh_keys: list[str] = field(default_factory=list)
+
+
+def sha256_of(path: str | Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_state_dict(path: str | Path, trust: bool = False) -> dict[str, torch.Tensor]:
+    """Read a checkpoint file and return its flat, unprefixed state dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint '{path}' does not exist", "check the path given to --checkpoint")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            raw = load_file(str(path))
+        else:
+            raw = torch.load(path, map_location="cpu", weights_only=not trust)
+    except pickle.UnpicklingError as exc:
+        if trust:
+            raise CheckpointError(f"checkpoint '{path}' is not a readable PyTorch file: {exc}", "re-save it") from exc
+        raise CheckpointError(
+            f"checkpoint '{path}' holds Python objects besides tensors",
+            "pass --trust-checkpoint if you trust its source, or re-save it with torch.save(model.state_dict())",
+        ) from exc
+    except Exception as exc:  # corrupt zip, truncated file, wrong format
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"checkpoint '{path}' is unreadable ({first})", "is the file complete and a .pth/.pt/.safetensors?"
+        ) from exc
+    return _flatten(raw, path)
+
+
+def _flatten(raw: object, path: Path) -> dict[str, torch.Tensor]:
+    state = raw
+    if isinstance(state, nn.Module):
+        state = state.state_dict()
+    while isinstance(state, dict) and not _is_state_dict(state):
+        inner = next((k for k in NESTING_KEYS if isinstance(state.get(k), (dict, nn.Module))), None)
+        if inner is None:
+            raise CheckpointError(
+                f"checkpoint '{path}' has no state dict (top-level keys: {', '.join(map(str, list(state)[:8]))})",
+                f"expected tensors, or one of {', '.join(NESTING_KEYS)}",
+            )
+        state = state[inner]
+        if isinstance(state, nn.Module):
+            state = state.state_dict()
+    if not isinstance(state, dict) or not state:
+        raise CheckpointError(f"checkpoint '{path}' holds no tensors", "is this a model checkpoint?")
+    return {_strip(k): v for k, v in state.items() if isinstance(v, torch.Tensor)}
+
+
+def _is_state_dict(d: dict) -> bool:
+    return bool(d) and all(isinstance(v, torch.Tensor) for v in d.values())
+
+
+def _strip(key: str) -> str:
+    changed = True
+    while changed:
+        changed = False
+        for prefix in PREFIXES:
+            if key.startswith(prefix):
+                key, changed = key[len(prefix) :], True
+    return key
+
+
+def load_checkpoint(
+    model: nn.Module, path: str | Path, model_name: str = "model", trust: bool = False
+) -> LoadReport:
+    """Load ``path`` into ``model`` strictly, except for the adaptations above."""
+    state = read_state_dict(path, trust=trust)
+    report = LoadReport(path=str(path), sha256=sha256_of(path))
+    adapt = getattr(model, "adapt_state_dict", None)
+    if callable(adapt):
+        state, notes = adapt(state)
+        report.notes.extend(notes)
+
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    mismatched = [k for k in expected if k in state and state[k].shape != expected[k].shape]
+
+    head = getattr(model, "classifier_prefix", None)
+    head_mismatch = [k for k in mismatched if head and k.startswith(head)]
+    if head_mismatch and len(head_mismatch) == len(mismatched):
+        for k in head_mismatch:
+            state[k] = expected[k]
+        report.fresh_keys = head_mismatch
+        report.notes.append(
+            f"classifier '{head}' left fresh: the checkpoint's head does not match "
+            f"num_classes={_num_classes(model, head)}"
+        )
+        mismatched = []
+
+    if missing or unexpected or mismatched:
+        raise CheckpointError(_mismatch_message(path, model_name, missing, unexpected, mismatched, state, expected),
+                              "is it a checkpoint of this variant, in the reference release's key format?")
+    model.load_state_dict(state, strict=True)
+    for note in report.notes:
+        log.warning(note)
+    return report
+
+
+def _num_classes(model: nn.Module, head: str) -> int | str:
+    weight = model.state_dict().get(f"{head}.weight")
+    return int(weight.shape[0]) if weight is not None else "?"
+
+
+def _mismatch_message(path, name, missing, unexpected, mismatched, state, expected) -> str:
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing (e.g. {', '.join(missing[:SHOW_AT_MOST])})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:SHOW_AT_MOST])})")
+    if mismatched:
+        shown = ", ".join(
+            f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}" for k in mismatched[:SHOW_AT_MOST]
+        )
+        parts.append(f"{len(mismatched)} with other shapes (e.g. {shown})")
+    return f"checkpoint '{path}' does not fit {name}: keys " + "; ".join(parts)
