@@ -21,6 +21,9 @@ class MobexportError(Exception):
     def one_line(self) -> str:
         return f"{self.message} ({self.hint})" if self.hint else self.message
 
+    def __str__(self) -> str:
+        return self.one_line()
+
 
 class UnknownModelError(MobexportError):
     """The model name is not in the zoo."""

@@ -12,7 +12,6 @@ or without the ``module.`` prefix of DataParallel/DDP or ``_orig_mod.`` of
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import pickle
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ import torch
 import torch.nn as nn
 
 from mobexport.errors import CheckpointError
+from mobexport.manifest import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -36,14 +36,6 @@ class LoadReport:
     sha256: str
     notes: list[str] = field(default_factory=list)
     fresh_keys: list[str] = field(default_factory=list)
-
-
-def sha256_of(path: str | Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_state_dict(path: str | Path, trust: bool = False) -> dict[str, torch.Tensor]:
@@ -111,7 +103,7 @@ def load_checkpoint(
 ) -> LoadReport:
     """Load ``path`` into ``model`` strictly, except for the adaptations above."""
     state = read_state_dict(path, trust=trust)
-    report = LoadReport(path=str(path), sha256=sha256_of(path))
+    report = LoadReport(path=str(path), sha256=sha256_file(path))
     adapt = getattr(model, "adapt_state_dict", None)
     if callable(adapt):
         state, notes = adapt(state)

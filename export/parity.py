@@ -1,0 +1,121 @@
+"""Numerical parity of an artifact against eager PyTorch.
+
+Three metrics over a batch of inputs, each with a tolerance that can fail:
+
+* ``max_abs_error``: ``max |y_ref - y|`` over all logits;
+* ``cosine``: the smallest per-sample cosine similarity of the logit vectors;
+* ``top1_agreement``: the fraction of samples whose argmax agrees.
+
+fp16 artifacts get looser, fp16-appropriate tolerances (stated in the
+manifest); ``--tolerance`` overrides the max-abs bound.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import numpy as np
+
+from mobexport.errors import ParityError
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    max_abs_error: float
+    min_cosine: float
+    min_top1_agreement: float
+    name: str = "fp32"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+FP32 = Tolerance(max_abs_error=1e-4, min_cosine=0.99999, min_top1_agreement=1.0, name="fp32")
+# fp16 keeps ~3 significant digits; logits of magnitude ~10 move by ~1e-2.
+FP16 = Tolerance(max_abs_error=5e-2, min_cosine=0.999, min_top1_agreement=0.875, name="fp16")
+INT8 = Tolerance(max_abs_error=float("inf"), min_cosine=0.98, min_top1_agreement=0.75, name="int8")
+TOLERANCES = {"fp32": FP32, "fp16": FP16, "int8": INT8}
+
+
+@dataclass
+class ParityReport:
+    resolution: int
+    samples: int
+    max_abs_error: float
+    mean_abs_error: float
+    relative_max_error: float
+    cosine: float
+    top1_agreement: float
+    tolerance: Tolerance
+    passed: bool
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["tolerance"] = self.tolerance.to_dict()
+        return d
+
+    def describe(self) -> str:
+        return (f"@{self.resolution}: max|err| {self.max_abs_error:.2e}, cos {self.cosine:.6f}, "
+                f"top-1 {self.top1_agreement:.0%} over {self.samples}")
+
+
+def compare(reference: np.ndarray, candidate: np.ndarray, resolution: int, tolerance: Tolerance) -> ParityReport:
+    """Parity metrics of ``candidate`` logits against ``reference`` ([N, classes])."""
+    ref = np.asarray(reference, dtype=np.float64).reshape(len(reference), -1)
+    got = np.asarray(candidate, dtype=np.float64).reshape(len(candidate), -1)
+    if ref.shape != got.shape:
+        raise ParityError(f"artifact output shape {got.shape} differs from PyTorch's {ref.shape}")
+    diff = np.abs(ref - got)
+    norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(got, axis=1)
+    cosine = np.sum(ref * got, axis=1) / np.maximum(norms, 1e-30)
+    scale = max(float(np.abs(ref).max()), 1e-12)
+    finite = bool(np.isfinite(got).all())
+    max_abs = float(diff.max()) if finite else float("inf")
+    report = ParityReport(
+        resolution=resolution,
+        samples=len(ref),
+        max_abs_error=max_abs,
+        mean_abs_error=float(diff.mean()) if finite else float("inf"),
+        relative_max_error=max_abs / scale,
+        cosine=float(cosine.min()) if finite else 0.0,
+        top1_agreement=float(np.mean(ref.argmax(1) == got.argmax(1))),
+        tolerance=tolerance,
+        passed=False,
+    )
+    report.passed = (
+        finite
+        and report.max_abs_error <= tolerance.max_abs_error
+        and report.cosine >= tolerance.min_cosine
+        and report.top1_agreement >= tolerance.min_top1_agreement
+    )
+    return report
+
+
+def measure(
+    reference_fn: Callable[[np.ndarray], np.ndarray],
+    candidate_fn: Callable[[np.ndarray], np.ndarray],
+    resolution: int,
+    tolerance: Tolerance,
+    samples: int = 8,
+    seed: int = 0,
+) -> ParityReport:
+    """Run both functions on the same ``samples`` random images, one at a time."""
+    rng = np.random.default_rng(seed + resolution)
+    inputs = rng.standard_normal((samples, 1, 3, resolution, resolution)).astype(np.float32)
+    ref = np.concatenate([reference_fn(x) for x in inputs])
+    got = np.concatenate([candidate_fn(x) for x in inputs])
+    return compare(ref, got, resolution, tolerance)
+
+
+def require(reports: list[ParityReport], what: str) -> None:
+    """Raise :class:`ParityError` naming the first failing resolution."""
+    for r in reports:
+        if not r.passed:
+            t = r.tolerance
+            raise ParityError(
+                f"{what} differs from PyTorch {r.describe()} "
+                f"(tolerance {t.name}: max|err| <= {t.max_abs_error:g}, cos >= {t.min_cosine}, "
+                f"top-1 >= {t.min_top1_agreement:.0%})",
+                "pass --tolerance to loosen the bound, or --passes none to rule out a graph rewrite",
+            )

@@ -1,0 +1,158 @@
+"""The export flow: model -> traced program -> artifact with manifest.
+
+``export_model`` is the one function the CLI calls for ``mobexport --model M
+--target T``; each step is a function of its own module, and this file only
+orders them, times them and records what they did in the manifest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from mobexport.config import ExportConfig
+from mobexport.manifest import Manifest, sha256_tree, size_of
+from mobexport.models import create_model, get_spec
+from mobexport.models.checkpoint import load_checkpoint
+from mobexport.models.spec import ModelSpec
+
+from . import parity
+from .artifact import Artifact, staging_directory
+from .macs import count_macs
+from .target import Target, get_target
+from .trace import TracedProgram, trace
+
+StepCallback = Callable[[str], None]
+
+
+def second_resolution(traced: TracedProgram, spec: ModelSpec) -> int | None:
+    """Another resolution the artifact accepts, for a second parity point."""
+    if not traced.dynamic:
+        return None
+    step = spec.resolutions.stride * max(1, 64 // spec.resolutions.stride)
+    for candidate in (traced.resolution - step, traced.resolution + step):
+        if traced.accepts(candidate):
+            return candidate
+    return None
+
+
+# Steps ``export_model`` reports through ``on_step`` (parity once per resolution).
+EXPORT_STEPS = ("build model", "trace", "count MACs", "lower", "parity", "parity", "write")
+
+
+def export_model(config: ExportConfig, on_step: StepCallback | None = None) -> Artifact:
+    """Export one model to one target; returns the artifact, complete on disk."""
+    step = on_step or (lambda name: None)
+    spec = get_spec(config.model)
+    target = get_target(config.target)
+    target.require()
+    resolution = spec.check_resolution(config.resolution or spec.default_resolution)
+    timings: dict[str, float] = {}
+    notes: list[str] = []
+
+    step("build model")
+    started = time.perf_counter()
+    model = create_model(config.model, num_classes=config.num_classes, resolution=resolution)
+    checkpoint = {"sha256": "random-init"}
+    if config.checkpoint is not None:
+        report = load_checkpoint(model, config.checkpoint, config.model, trust=config.trust_checkpoint)
+        checkpoint = {"path": str(config.checkpoint), "sha256": report.sha256}
+        notes.extend(report.notes)
+    model.eval()
+    timings["build"] = time.perf_counter() - started
+
+    step("trace")
+    started = time.perf_counter()
+    dynamic = target.default_dynamic if config.dynamic is None else config.dynamic
+    traced = trace(model, spec, resolution, dynamic=dynamic)
+    if traced.fallback_reason:
+        notes.append(f"exported static: dynamic height/width failed ({traced.fallback_reason})")
+    timings["trace"] = time.perf_counter() - started
+
+    step("count MACs")
+    macs = count_macs(traced.program, resolution)
+
+    with staging_directory(config.artifact_dir()) as staging:
+        step("lower")
+        started = time.perf_counter()
+        lowered = target.lower(traced, config, staging)
+        timings["lower"] = time.perf_counter() - started
+        notes.extend(lowered.notes)
+
+        tolerance = tolerance_for(target, config)
+        resolutions = [resolution] + [r for r in [second_resolution(traced, spec)] if r]
+        runnable, why_not = target.can_run_here()
+        reports: list[parity.ParityReport] = []
+        started = time.perf_counter()
+        if runnable:
+            with target.load(lowered.path, device="cpu") as runner:
+                for res in resolutions:
+                    step("parity")
+                    reports.append(parity.measure(eager_fn(model), runner.infer, res, tolerance, config.parity_samples))
+        else:
+            notes.append(f"parity not measured here: {why_not}")
+        timings["parity"] = time.perf_counter() - started
+        parity.require(reports, f"{config.target} artifact of {config.model}")
+
+        step("write")
+        manifest = Manifest(
+            model=model_facts(spec, config),
+            target=config.target,
+            artifact={
+                "file": lowered.path.name,
+                "size_bytes": size_of(lowered.path),
+                "sha256": sha256_tree(lowered.path),
+            },
+            resolution={
+                "export": resolution,
+                "dynamic": traced.dynamic,
+                "min": traced.min_resolution,
+                "max": traced.max_resolution,
+                "stride": traced.stride,
+            },
+            checkpoint=checkpoint,
+            parity=[r.to_dict() for r in reports],
+            tolerance=tolerance.to_dict(),
+            macs=macs.to_dict(),
+            params=macs.params,
+            timings_s={k: round(v, 3) for k, v in timings.items()},
+            target_details=lowered.details,
+            notes=notes,
+            command=list(config.command),
+        )
+        manifest.write(staging)
+    return Artifact(config.artifact_dir(), manifest)
+
+
+def tolerance_for(target: Target, config: ExportConfig) -> parity.Tolerance:
+    base = parity.TOLERANCES[getattr(target, "precision", "fp32")]
+    if config.tolerance is not None:
+        base = dataclasses.replace(base, max_abs_error=config.tolerance, name=f"{base.name} (--tolerance)")
+    return base
+
+
+def eager_fn(model: torch.nn.Module) -> Callable[[np.ndarray], np.ndarray]:
+    def run(x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return model(torch.from_numpy(x)).numpy()
+
+    return run
+
+
+def model_facts(spec: ModelSpec, config: ExportConfig) -> dict:
+    return {
+        "name": spec.name,
+        "family": spec.family,
+        "checkpoint_format": spec.checkpoint_format,
+        "num_classes": config.num_classes or spec.num_classes,
+        "reference_params": spec.reference_params,
+        "reference_macs": spec.reference_macs,
+        "default_resolution": spec.default_resolution,
+        "mean": list(spec.mean),
+        "std": list(spec.std),
+    }

@@ -1,0 +1,146 @@
+"""What the CLI prints: progress, summary tables, manifests."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Callable, Iterator
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from mobexport.manifest import Manifest
+
+
+def human_count(n: float, unit: str = "") -> str:
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= scale:
+            return f"{n / scale:.2f}{suffix}{unit}"
+    return f"{n:.0f}{unit}"
+
+
+def human_bytes(n: float) -> str:
+    for scale, suffix in ((1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")):
+        if n >= scale:
+            return f"{n / scale:.1f} {suffix}"
+    return f"{n:.0f} B"
+
+
+@contextlib.contextmanager
+def step_progress(console: Console, title: str, total: int) -> Iterator[Callable[[str], None]]:
+    """A progress bar advanced once per named step; yields the advance callback."""
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.fields[title]}[/] {task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    )
+    with progress:
+        task = progress.add_task("starting", total=total, title=title)
+        first = [True]
+
+        def advance(step: str) -> None:
+            progress.update(task, description=step, advance=0 if first[0] else 1)
+            first[0] = False
+
+        yield advance
+        progress.update(task, completed=total)
+
+
+def print_export_summary(console: Console, artifact) -> None:
+    m: Manifest = artifact.manifest
+    table = Table(title=f"{m.model['name']} -> {m.target}", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    res = m.resolution
+    accepted = f"{res['min']}..{res['max']} step {res['stride']}" if res["dynamic"] else "static"
+    table.add_row("artifact", str(artifact.path))
+    table.add_row("size", human_bytes(m.artifact["size_bytes"]))
+    table.add_row("resolution", f"{res['export']} ({accepted})")
+    table.add_row("params", f"{m.params:,} (reference {human_count(m.model['reference_params'])})")
+    macs = m.macs
+    table.add_row("MACs", f"{human_count(macs['total_macs'])} @{macs['resolution']} "
+                  f"(reference {human_count(m.model['reference_macs'])} @{m.model['default_resolution']})")
+    for p in m.parity:
+        verdict = "[green]ok[/]" if p["passed"] else "[red]FAILED[/]"
+        table.add_row(
+            f"parity @{p['resolution']}",
+            f"{verdict} max|err| {p['max_abs_error']:.2e}, cos {p['cosine']:.6f}, "
+            f"top-1 {p['top1_agreement']:.0%} ({p['samples']} inputs, {p['tolerance']['name']} tolerance)",
+        )
+    t = m.timings_s
+    table.add_row("time", ", ".join(f"{k} {v:.1f}s" for k, v in t.items()))
+    for note in m.notes:
+        table.add_row("note", note)
+    console.print(table)
+
+
+def print_model_list(console: Console, pattern: str | None, measure: bool = False) -> int:
+    import torch
+
+    from mobexport.errors import UnknownModelError
+    from mobexport.export.target import get_target, target_names
+    from mobexport.models import create_model, get_spec, list_models
+
+    names = list_models(pattern)
+    if not names:
+        raise UnknownModelError(f"no model matches '{pattern}'", "run 'mobexport list' to see the zoo")
+    here = [t for t in target_names() if get_target(t).available()]
+    table = Table(title=f"mobexport zoo ({len(names)} models; targets installed here: {', '.join(here) or 'none'})")
+    for column, justify in (("model", "left"), ("family", "left"), ("params", "right"),
+                            ("MACs @default", "right"), ("default res", "right"), ("accepts", "left")):
+        table.add_column(column, justify=justify)
+    for name in names:
+        spec = get_spec(name)
+        with torch.device("meta"):
+            params = sum(p.numel() for p in create_model(name).parameters())
+        if measure:
+            from mobexport.export.macs import count_macs
+            from mobexport.export.trace import trace
+
+            macs = human_count(count_macs(trace(create_model(name), spec, spec.default_resolution).program,
+                                          spec.default_resolution).total_macs)
+        else:
+            macs = f"{human_count(spec.reference_macs)} (ref)"
+        table.add_row(name, spec.family, human_count(params), macs, str(spec.default_resolution), str(spec.resolutions))
+    console.print(table)
+    if not measure:
+        console.print("MACs are the check-table references the test suite holds the zoo to (within 5%); "
+                      "--measure traces each model and counts them.", style="dim")
+    return 0
+
+
+def print_manifest(console: Console, path: Path, raw: bool = False) -> int:
+    from mobexport.export.artifact import Artifact
+
+    artifact = Artifact.open(path)
+    if raw:
+        console.print_json(artifact.manifest.to_json())
+        return 0
+    print_export_summary(console, artifact)
+    m = artifact.manifest
+    details = Table(title="target details", show_header=False, title_justify="left")
+    details.add_column(style="bold")
+    details.add_column()
+    for key, value in m.target_details.items():
+        if isinstance(value, dict) and len(value) > 8:
+            value = ", ".join(f"{k}:{v}" for k, v in list(value.items())[:12]) + (", ..." if len(value) > 12 else "")
+        details.add_row(key, str(value))
+    details.add_row("checkpoint", m.checkpoint.get("sha256", "?"))
+    details.add_row("quantization", str(m.quantization))
+    details.add_row("passes", ", ".join(f"{p['id']} ({p.get('rewrites', 0)})" for p in m.passes) or "none")
+    details.add_row("tools", ", ".join(f"{k} {v}" for k, v in m.tool_versions.items() if k != "platform"))
+    details.add_row("created", f"{m.created} by mobexport {m.mobexport_version} (schema {m.schema_version})")
+    console.print(details)
+    if artifact.path.exists() and artifact.verify_hash():
+        console.print(f"[green]sha256 verified[/] {m.artifact['sha256'][:16]}…")
+        return 0
+    from mobexport.manifest import ManifestError
+
+    raise ManifestError(f"artifact '{artifact.path}' does not match its manifest's sha256",
+                        "the file changed since export; re-export it")
