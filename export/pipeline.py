@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from mobexport.config import ExportConfig
+from mobexport.errors import QuantizationError, UnknownPassError
 from mobexport.manifest import Manifest, sha256_tree, size_of
 from mobexport.models import create_model, get_spec
 from mobexport.models.checkpoint import load_checkpoint
@@ -51,6 +52,7 @@ def export_model(config: ExportConfig, on_step: StepCallback | None = None) -> A
     spec = get_spec(config.model)
     target = get_target(config.target)
     target.require()
+    check_compiler_options(config)
     resolution = spec.check_resolution(config.resolution or spec.default_resolution)
     timings: dict[str, float] = {}
     notes: list[str] = []
@@ -127,6 +129,14 @@ def export_model(config: ExportConfig, on_step: StepCallback | None = None) -> A
         )
         manifest.write(staging)
     return Artifact(config.artifact_dir(), manifest)
+
+
+def check_compiler_options(config: ExportConfig) -> None:
+    """Refuse options this version cannot honour, rather than ignore them."""
+    if config.passes not in ("default", "none"):
+        raise UnknownPassError(f"unknown pass list '{config.passes}'", "this version has no graph passes yet: use --passes none")
+    if config.quantize != "none":
+        raise QuantizationError(f"--quantize {config.quantize} is not supported yet", "use --quantize none")
 
 
 def tolerance_for(target: Target, config: ExportConfig) -> parity.Tolerance:

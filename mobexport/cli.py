@@ -45,6 +45,27 @@ def _export_parser() -> argparse.ArgumentParser:
     shape.add_argument("--static", dest="dynamic", action="store_false", help="fixed input size")
     p.add_argument("--tolerance", type=float, help="override the max-abs-error parity bound")
     p.add_argument("--parity-samples", type=int, default=8, help="inputs in the parity batch (default: 8)")
+
+    compiler = p.add_argument_group("compiler")
+    compiler.add_argument("--passes", default="default",
+                          help="graph rewrites: default, none, or a comma-separated list of pass ids")
+    compiler.add_argument("--explain", action="store_true", help="print the pass report (also in the manifest)")
+    compiler.add_argument("--quantize", default="none", help="none, fp16, int8 or int8-weights (per target)")
+    compiler.add_argument("--calib", type=Path, help="directory of calibration images (jpg/png, recursive)")
+    compiler.add_argument("--calib-samples", type=int, default=128, help="calibration images to use (default: 128)")
+
+    targets = p.add_argument_group("target options")
+    targets.add_argument("--backend", choices=["xnnpack", "portable"], default="xnnpack",
+                         help="executorch: delegate to XNNPACK (default) or portable kernels only")
+    targets.add_argument("--precision", choices=["fp16", "fp32"],
+                         help="coreml / tensorrt compute precision (default: fp16)")
+    targets.add_argument("--deployment-target", default="iOS16",
+                         help="coreml: minimum deployment target, e.g. iOS16, iOS17, macOS13 (default: iOS16)")
+    targets.add_argument("--image-input", action="store_true",
+                         help="coreml: take an image input with the model's normalization baked in")
+    targets.add_argument("--class-labels", type=Path, help="coreml: text file of class labels, one per line")
+    targets.add_argument("--build-engine", choices=["yes", "no"], default="yes",
+                         help="tensorrt: 'no' writes the TensorRT-ready ONNX and the trtexec command instead")
     _add_common(p)
     return p
 
@@ -71,6 +92,19 @@ def _cmd_export(argv: Sequence[str]) -> int:
         dynamic=args.dynamic,
         tolerance=args.tolerance,
         parity_samples=args.parity_samples,
+        passes=args.passes,
+        explain=args.explain,
+        quantize=args.quantize,
+        calib_dir=args.calib,
+        calib_samples=args.calib_samples,
+        target_options={
+            "backend": args.backend,
+            "precision": args.precision,
+            "deployment_target": args.deployment_target,
+            "image_input": args.image_input,
+            "class_labels": args.class_labels,
+            "build_engine": args.build_engine == "yes",
+        },
         command=["mobexport", *argv],
     )
     if config.parity_samples < 1:
@@ -105,9 +139,25 @@ def _cmd_inspect(argv: Sequence[str]) -> int:
     return print_manifest(Console(), args.path, raw=args.json)
 
 
+def _lazy(path: str) -> Callable[[Sequence[str]], int]:
+    """A subcommand whose module is imported only when it runs ("module:function")."""
+
+    def run(argv: Sequence[str]) -> int:
+        import importlib
+
+        module, function = path.split(":")
+        return getattr(importlib.import_module(module), function)(argv)
+
+    return run
+
+
 SUBCOMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "list": _cmd_list,
     "inspect": _cmd_inspect,
+    "devices": _lazy("mobexport.devices.cli:main"),
+    "bench": _lazy("mobexport.benchmarks.bench_cli:main"),
+    "regress": _lazy("mobexport.benchmarks.regress_cli:main"),
+    "train-fixture": _lazy("mobexport.benchmarks.fixture_cli:main"),
 }
 
 

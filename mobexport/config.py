@@ -21,7 +21,10 @@ class ExportConfig:
     out_dir: Path = DEFAULT_OUT_DIR
     dynamic: bool | None = None
     passes: str = "default"
+    explain: bool = False
     quantize: str = "none"
+    calib_dir: Path | None = None
+    calib_samples: int = 128
     tolerance: float | None = None
     parity_samples: int = 8
     target_options: dict = field(default_factory=dict)

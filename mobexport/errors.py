@@ -57,6 +57,10 @@ class OutputDirError(MobexportError):
     """The output directory cannot be created or written."""
 
 
+class UnknownPassError(MobexportError):
+    """A graph pass name is not registered."""
+
+
 class ParityError(MobexportError):
     """An exported artifact's outputs differ from PyTorch beyond the tolerance."""
 
