@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from mobexport.config import ExportConfig
-from mobexport.errors import QuantizationError, UnknownPassError
+from mobexport.errors import QuantizationError
 from mobexport.manifest import Manifest, sha256_tree, size_of
 from mobexport.models import create_model, get_spec
 from mobexport.models.checkpoint import load_checkpoint
@@ -25,25 +25,15 @@ from mobexport.models.spec import ModelSpec
 from . import parity
 from .artifact import Artifact, staging_directory
 from .macs import count_macs
+from .passes import resolve, rewrite
 from .target import Target, get_target
 from .trace import TracedProgram, trace
 
 StepCallback = Callable[[str], None]
 
 
-def second_resolution(traced: TracedProgram, spec: ModelSpec) -> int | None:
-    """Another resolution the artifact accepts, for a second parity point."""
-    if not traced.dynamic:
-        return None
-    step = spec.resolutions.stride * max(1, 64 // spec.resolutions.stride)
-    for candidate in (traced.resolution - step, traced.resolution + step):
-        if traced.accepts(candidate):
-            return candidate
-    return None
-
-
 # Steps ``export_model`` reports through ``on_step`` (parity once per resolution).
-EXPORT_STEPS = ("build model", "trace", "count MACs", "lower", "parity", "parity", "write")
+EXPORT_STEPS = ("build model", "trace", "rewrite", "count MACs", "lower", "parity", "parity", "write")
 
 
 def export_model(config: ExportConfig, on_step: StepCallback | None = None) -> Artifact:
@@ -52,6 +42,7 @@ def export_model(config: ExportConfig, on_step: StepCallback | None = None) -> A
     spec = get_spec(config.model)
     target = get_target(config.target)
     target.require()
+    target.check_config(config)
     check_compiler_options(config)
     resolution = spec.check_resolution(config.resolution or spec.default_resolution)
     timings: dict[str, float] = {}
@@ -76,6 +67,11 @@ def export_model(config: ExportConfig, on_step: StepCallback | None = None) -> A
         notes.append(f"exported static: dynamic height/width failed ({traced.fallback_reason})")
     timings["trace"] = time.perf_counter() - started
 
+    step("rewrite")
+    started = time.perf_counter()
+    traced, pass_results = rewrite(traced, resolve(config.passes), verify_resolutions=verify_resolutions(config, traced))
+    timings["rewrite"] = time.perf_counter() - started
+
     step("count MACs")
     macs = count_macs(traced.program, resolution)
 
@@ -84,10 +80,11 @@ def export_model(config: ExportConfig, on_step: StepCallback | None = None) -> A
         started = time.perf_counter()
         lowered = target.lower(traced, config, staging)
         timings["lower"] = time.perf_counter() - started
+        traced = lowered.traced or traced
         notes.extend(lowered.notes)
 
         tolerance = tolerance_for(target, config)
-        resolutions = [resolution] + [r for r in [second_resolution(traced, spec)] if r]
+        resolutions = [resolution] + [r for r in [second_resolution(traced)] if r]
         runnable, why_not = target.can_run_here()
         reports: list[parity.ParityReport] = []
         started = time.perf_counter()
@@ -118,6 +115,7 @@ def export_model(config: ExportConfig, on_step: StepCallback | None = None) -> A
                 "stride": traced.stride,
             },
             checkpoint=checkpoint,
+            passes=[r.to_dict() for r in pass_results],
             parity=[r.to_dict() for r in reports],
             tolerance=tolerance.to_dict(),
             macs=macs.to_dict(),
@@ -133,14 +131,26 @@ def export_model(config: ExportConfig, on_step: StepCallback | None = None) -> A
 
 def check_compiler_options(config: ExportConfig) -> None:
     """Refuse options this version cannot honour, rather than ignore them."""
-    if config.passes not in ("default", "none"):
-        raise UnknownPassError(f"unknown pass list '{config.passes}'", "this version has no graph passes yet: use --passes none")
+    resolve(config.passes)
     if config.quantize != "none":
         raise QuantizationError(f"--quantize {config.quantize} is not supported yet", "use --quantize none")
 
 
+def verify_resolutions(config: ExportConfig, traced: TracedProgram) -> list[int] | None:
+    """Resolutions the pass manager verifies each pass at, when asked to."""
+    if not config.verify_passes:
+        return None
+    return sorted({traced.resolution, *(r for r in (second_resolution(traced),) if r)})
+
+
+def second_resolution(traced: TracedProgram) -> int | None:
+    """Another resolution a dynamic artifact accepts, for a second parity/verify point."""
+    step = traced.stride * max(1, 64 // traced.stride)
+    return next((c for c in (traced.resolution - step, traced.resolution + step) if traced.accepts(c)), None)
+
+
 def tolerance_for(target: Target, config: ExportConfig) -> parity.Tolerance:
-    base = parity.TOLERANCES[getattr(target, "precision", "fp32")]
+    base = parity.TOLERANCES[target.precision_for(config)]
     if config.tolerance is not None:
         base = dataclasses.replace(base, max_abs_error=config.tolerance, name=f"{base.name} (--tolerance)")
     return base

@@ -54,9 +54,18 @@ def example_input(resolution: int, batch: int = 1, seed: int = 0) -> torch.Tenso
 
 def spatial_dynamic_shapes(spec: ModelSpec) -> dict:
     r = spec.resolutions
-    h = Dim("h_blocks", min=max(1, r.min // r.stride), max=r.max // r.stride)
-    w = Dim("w_blocks", min=max(1, r.min // r.stride), max=r.max // r.stride)
-    return {"x": {2: r.stride * h, 3: r.stride * w}}
+    return _spatial(r.min, r.max, r.stride)
+
+
+def spatial_dynamic_shapes_for(traced: "TracedProgram") -> dict:
+    """The dynamic shapes ``traced`` was exported with, to re-export a rewritten graph."""
+    return _spatial(traced.min_resolution, traced.max_resolution, traced.stride)
+
+
+def _spatial(low: int, high: int, stride: int) -> dict:
+    h = Dim("h_blocks", min=max(1, low // stride), max=high // stride)
+    w = Dim("w_blocks", min=max(1, low // stride), max=high // stride)
+    return {"x": {2: stride * h, 3: stride * w}}
 
 
 def trace(model: nn.Module, spec: ModelSpec, resolution: int, dynamic: bool = False) -> TracedProgram:

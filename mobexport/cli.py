@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from rich.console import Console
+from rich.markup import escape
 
 from mobexport import __version__
 from mobexport.config import DEFAULT_OUT_DIR, ExportConfig
@@ -187,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MobexportError as exc:
         if debug:
             raise
-        err_console.print(f"[bold red]error:[/] {exc.one_line()}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(exc.one_line())}", highlight=False, soft_wrap=True)
         return exc.exit_code
     except KeyboardInterrupt:
         err_console.print("[bold red]interrupted[/]: nothing half-written was left behind")

@@ -22,6 +22,7 @@ class ExportConfig:
     dynamic: bool | None = None
     passes: str = "default"
     explain: bool = False
+    verify_passes: bool = False
     quantize: str = "none"
     calib_dir: Path | None = None
     calib_samples: int = 128
