@@ -14,6 +14,7 @@ from pathlib import Path
 from mobexport.config import ExportConfig
 from mobexport.devices.onnxruntime_runner import OnnxRuntimeRunner
 from mobexport.errors import ExportError
+from mobexport.kernels import onnx_translation_table
 
 from .target import Lowered, Target
 from .trace import TracedProgram
@@ -61,6 +62,7 @@ def write_onnx(traced: TracedProgram, path: Path, opset: int = OPSET) -> Path:
                 output_names=[OUTPUT_NAME],
                 optimize=True,
                 verbose=False,
+                custom_translation_table=onnx_translation_table(),  # mobexport::* fused ops
             )
             onnx_program.save(str(path), external_data=False)
         onnx.checker.check_model(str(path), full_check=True)

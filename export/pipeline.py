@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from mobexport.config import ExportConfig
-from mobexport.errors import QuantizationError
+from mobexport.kernels import prepare_for_target
 from mobexport.manifest import Manifest, sha256_tree, size_of
 from mobexport.models import create_model, get_spec
 from mobexport.models.checkpoint import load_checkpoint
@@ -26,6 +26,8 @@ from . import parity
 from .artifact import Artifact, staging_directory
 from .macs import count_macs
 from .passes import resolve, rewrite
+from .quantize.session import QuantizationSession, resolve_config
+from .quantize.support import check_supported, precision_of
 from .target import Target, get_target
 from .trace import TracedProgram, trace
 
@@ -33,7 +35,8 @@ StepCallback = Callable[[str], None]
 
 
 # Steps ``export_model`` reports through ``on_step`` (parity once per resolution).
-EXPORT_STEPS = ("build model", "trace", "rewrite", "count MACs", "lower", "parity", "parity", "write")
+EXPORT_STEPS = ("build model", "trace", "rewrite", "count MACs", "quantize", "lower", "parity", "parity", "accuracy",
+                "write")
 
 
 def export_model(config: ExportConfig, on_step: StepCallback | None = None) -> Artifact:
@@ -42,9 +45,12 @@ def export_model(config: ExportConfig, on_step: StepCallback | None = None) -> A
     spec = get_spec(config.model)
     target = get_target(config.target)
     target.require()
-    target.check_config(config)
     check_compiler_options(config)
+    config = resolve_config(config)
+    target.check_config(config)
     resolution = spec.check_resolution(config.resolution or spec.default_resolution)
+    # Loads the calibration images now: a bad --calib fails before any slow work.
+    quant = QuantizationSession.start(config, spec, resolution)
     timings: dict[str, float] = {}
     notes: list[str] = []
 
@@ -76,11 +82,21 @@ def export_model(config: ExportConfig, on_step: StepCallback | None = None) -> A
     macs = count_macs(traced.program, resolution)
 
     with staging_directory(config.artifact_dir()) as staging:
+        if quant.active:
+            step("quantize")
+        started = time.perf_counter()
+        to_lower = quant.quantize_program(traced)
+        quantize_s = time.perf_counter() - started
         step("lower")
         started = time.perf_counter()
-        lowered = target.lower(traced, config, staging)
+        to_lower = prepare_for_target(to_lower, config.target, config.target_options)  # fused ops -> target's form
+        lowered = target.lower(to_lower, config, staging)
         timings["lower"] = time.perf_counter() - started
-        traced = lowered.traced or traced
+        started = time.perf_counter()
+        lowered = quant.quantize_artifact(lowered, traced)
+        if quant.active:
+            timings["quantize"] = quantize_s + time.perf_counter() - started
+        traced = lowered.traced or to_lower
         notes.extend(lowered.notes)
 
         tolerance = tolerance_for(target, config)
@@ -93,8 +109,13 @@ def export_model(config: ExportConfig, on_step: StepCallback | None = None) -> A
                 for res in resolutions:
                     step("parity")
                     reports.append(parity.measure(eager_fn(model), runner.infer, res, tolerance, config.parity_samples))
+                if quant.active:
+                    step("accuracy")
+                    quant.measure_accuracy(eager_fn(model), runner.infer, config.checkpoint)
         else:
             notes.append(f"parity not measured here: {why_not}")
+            if quant.active:
+                quant.accuracy_not_measured(why_not)
         timings["parity"] = time.perf_counter() - started
         parity.require(reports, f"{config.target} artifact of {config.model}")
 
@@ -116,13 +137,14 @@ def export_model(config: ExportConfig, on_step: StepCallback | None = None) -> A
             },
             checkpoint=checkpoint,
             passes=[r.to_dict() for r in pass_results],
+            quantization=quant.manifest(),
             parity=[r.to_dict() for r in reports],
             tolerance=tolerance.to_dict(),
             macs=macs.to_dict(),
             params=macs.params,
             timings_s={k: round(v, 3) for k, v in timings.items()},
             target_details=lowered.details,
-            notes=notes,
+            notes=notes + quant.notes,
             command=list(config.command),
         )
         manifest.write(staging)
@@ -132,8 +154,7 @@ def export_model(config: ExportConfig, on_step: StepCallback | None = None) -> A
 def check_compiler_options(config: ExportConfig) -> None:
     """Refuse options this version cannot honour, rather than ignore them."""
     resolve(config.passes)
-    if config.quantize != "none":
-        raise QuantizationError(f"--quantize {config.quantize} is not supported yet", "use --quantize none")
+    check_supported(config.target, config.quantize)
 
 
 def verify_resolutions(config: ExportConfig, traced: TracedProgram) -> list[int] | None:
@@ -150,7 +171,8 @@ def second_resolution(traced: TracedProgram) -> int | None:
 
 
 def tolerance_for(target: Target, config: ExportConfig) -> parity.Tolerance:
-    base = parity.TOLERANCES[target.precision_for(config)]
+    # A quantized artifact is held to its quantization's tolerance, whatever the target's own precision.
+    base = parity.TOLERANCES[precision_of(config.quantize) or target.precision_for(config)]
     if config.tolerance is not None:
         base = dataclasses.replace(base, max_abs_error=config.tolerance, name=f"{base.name} (--tolerance)")
     return base

@@ -27,6 +27,9 @@ class Lowered:
     path: Path
     details: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # Set when the target had to lower another program than it was given
+    # (e.g. a static one after dynamic shapes failed): what the artifact accepts.
+    traced: TracedProgram | None = None
 
 
 class Target(ABC):
@@ -38,6 +41,8 @@ class Target(ABC):
     # (package to import, distribution the extra installs) pairs it needs.
     requires: tuple[tuple[str, str], ...] = ()
     default_dynamic: bool = False
+    # Numerics of the artifact, which picks the parity tolerance (see parity.TOLERANCES).
+    precision: str = "fp32"
 
     def missing(self) -> tuple[str, str] | None:
         """The first required (module, distribution) not importable, if any."""
@@ -53,6 +58,13 @@ class Target(ABC):
         gap = self.missing()
         if gap is not None:
             raise MissingDependencyError(gap[1], self.extra, f"--target {self.name}")
+
+    def check_config(self, config: ExportConfig) -> None:
+        """Refuse target options this target cannot honour, before any work is done."""
+
+    def precision_for(self, config: ExportConfig) -> str:
+        """The artifact's numerics for this config ("fp32", "fp16", ...)."""
+        return self.precision
 
     @abstractmethod
     def lower(self, traced: TracedProgram, config: ExportConfig, out_dir: Path) -> Lowered:

@@ -51,6 +51,8 @@ def _export_parser() -> argparse.ArgumentParser:
     compiler.add_argument("--passes", default="default",
                           help="graph rewrites: default, none, or a comma-separated list of pass ids")
     compiler.add_argument("--explain", action="store_true", help="print the pass report (also in the manifest)")
+    compiler.add_argument("--verify-passes", action="store_true",
+                          help="check the graph's outputs before and after every pass; name a pass that changes them")
     compiler.add_argument("--quantize", default="none", help="none, fp16, int8 or int8-weights (per target)")
     compiler.add_argument("--calib", type=Path, help="directory of calibration images (jpg/png, recursive)")
     compiler.add_argument("--calib-samples", type=int, default=128, help="calibration images to use (default: 128)")
@@ -95,6 +97,7 @@ def _cmd_export(argv: Sequence[str]) -> int:
         parity_samples=args.parity_samples,
         passes=args.passes,
         explain=args.explain,
+        verify_passes=args.verify_passes,
         quantize=args.quantize,
         calib_dir=args.calib,
         calib_samples=args.calib_samples,
@@ -113,6 +116,10 @@ def _cmd_export(argv: Sequence[str]) -> int:
     with step_progress(err_console, f"{config.model} -> {config.target}", len(EXPORT_STEPS)) as advance:
         artifact = export_model(config, on_step=advance)
     print_export_summary(Console(), artifact)
+    if config.explain:
+        from mobexport.report import print_pass_report
+
+        print_pass_report(Console(), artifact.manifest.passes)
     return 0
 
 
@@ -173,7 +180,7 @@ def _setup_logging(debug: bool) -> None:
     )
     # Third-party loggers are chatty at WARNING; keep ours.
     if not debug:
-        for noisy in ("torch", "onnxscript", "executorch", "coremltools", "matplotlib"):
+        for noisy in ("torch", "onnxscript", "executorch", "torchao", "coremltools", "matplotlib"):
             logging.getLogger(noisy).setLevel(logging.ERROR)
 
 

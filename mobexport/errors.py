@@ -69,6 +69,10 @@ class ExportError(MobexportError):
     """The model could not be traced or lowered for the target."""
 
 
+class TargetOptionError(MobexportError):
+    """A target option (--precision, --deployment-target, --class-labels, ...) is invalid for the target."""
+
+
 class QuantizationError(MobexportError):
     """A quantization mode or its calibration input is not usable."""
 

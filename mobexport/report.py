@@ -73,10 +73,42 @@ def print_export_summary(console: Console, artifact) -> None:
             f"{verdict} max|err| {p['max_abs_error']:.2e}, cos {p['cosine']:.6f}, "
             f"top-1 {p['top1_agreement']:.0%} ({p['samples']} inputs, {p['tolerance']['name']} tolerance)",
         )
+    from mobexport.export.quantize.report import summary_rows
+
+    for label, text in summary_rows(m.quantization):
+        table.add_row(label, text)
     t = m.timings_s
     table.add_row("time", ", ".join(f"{k} {v:.1f}s" for k, v in t.items()))
     for note in m.notes:
         table.add_row("note", note)
+    console.print(table)
+
+
+def print_pass_report(console: Console, passes: list[dict]) -> None:
+    """The graph passes an export ran (``--explain``): rewrites, skipped sites grouped by reason, time."""
+    if not passes:
+        console.print("graph passes: none ran (--passes none)")
+        return
+    table = Table(title="graph passes", title_justify="left")
+    table.add_column("pass", style="bold", no_wrap=True)
+    table.add_column("rewrites", justify="right", no_wrap=True)
+    table.add_column("skipped sites: count x reason (first sites)")
+    table.add_column("details")
+    table.add_column("time", justify="right", no_wrap=True)
+    for p in passes:
+        by_reason: dict[str, list[str]] = {}
+        for skip in p.get("skipped", []):
+            by_reason.setdefault(skip["reason"], []).append(skip["site"])
+        skipped = "\n".join(
+            f"{len(sites)} x {reason} ({', '.join(sites[:3])}{', ...' if len(sites) > 3 else ''})"
+            for reason, sites in sorted(by_reason.items(), key=lambda item: -len(item[1]))
+        ) or "-"
+        details = {k: v for k, v in p.get("details", {}).items() if k != "seconds"}
+        seconds = p.get("details", {}).get("seconds")
+        table.add_row(p["id"], str(p.get("rewrites", 0)), skipped,
+                      ", ".join(f"{k}: {v:.2g}" if isinstance(v, float) else f"{k}: {format_detail(k, v)}"
+                                for k, v in details.items()) or "-",
+                      "-" if seconds is None else f"{seconds:.2f}s")
     console.print(table)
 
 
@@ -115,6 +147,43 @@ def print_model_list(console: Console, pattern: str | None, measure: bool = Fals
     return 0
 
 
+def delegation_summary(d: dict) -> str:
+    """One line on how much of an ExecuTorch program its delegate runs."""
+    total = d["ops_delegated"] + d["ops_portable"]
+    line = (f"{d['delegate_subgraphs']} {d.get('backend', '')} subgraph(s); "
+            f"{d['ops_delegated']}/{total} ops ({d['op_coverage']:.0%}) and {d['mac_coverage']:.1%} of MACs delegated")
+    slow = d.get("portable_ops_on_activations", d["portable_ops"])
+    if slow:
+        line += "; on portable kernels: " + ", ".join(f"{k} x{v}" for k, v in list(slow.items())[:6])
+    if d["ops_portable"] > sum(slow.values()):
+        line += f"; {d['ops_portable'] - sum(slow.values())} portable op(s) on constants only"
+    return line
+
+
+def format_detail(key: str, value, limit: int = 12) -> str:
+    """A target detail as text: bytes, MACs and fractions in units, long collections shortened."""
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if key.endswith("_bytes") and isinstance(value, (int, float)):
+        return human_bytes(value)
+    if key.endswith("_bytes") and isinstance(value, list):
+        return ", ".join(human_bytes(v) for v in value[:limit]) or "none"
+    if key.startswith("macs_") and isinstance(value, (int, float)):
+        return human_count(value)
+    if key.endswith("coverage") and isinstance(value, float):
+        return f"{value:.1%}"
+    if isinstance(value, dict):
+        items = list(value.items())
+        text = ", ".join(f"{k}: {format_detail(str(k), v, limit)}" for k, v in items[:limit])
+        return text + (f", ... ({len(items)} in all)" if len(items) > limit else "")
+    if isinstance(value, list):
+        if value and all(isinstance(v, dict) and "name" in v for v in value):
+            return "; ".join(f"{v['name']} {v.get('shape', '')}".strip() for v in value)
+        text = ", ".join(str(v) for v in value[:limit])
+        return text + (f", ... ({len(value)} in all)" if len(value) > limit else "")
+    return str(value)
+
+
 def print_manifest(console: Console, path: Path, raw: bool = False) -> int:
     from mobexport.export.artifact import Artifact
 
@@ -127,10 +196,10 @@ def print_manifest(console: Console, path: Path, raw: bool = False) -> int:
     details = Table(title="target details", show_header=False, title_justify="left")
     details.add_column(style="bold")
     details.add_column()
+    if "delegate_subgraphs" in m.target_details:
+        details.add_row("delegation", delegation_summary(m.target_details))
     for key, value in m.target_details.items():
-        if isinstance(value, dict) and len(value) > 8:
-            value = ", ".join(f"{k}:{v}" for k, v in list(value.items())[:12]) + (", ..." if len(value) > 12 else "")
-        details.add_row(key, str(value))
+        details.add_row(key, format_detail(key, value))
     details.add_row("checkpoint", m.checkpoint.get("sha256", "?"))
     details.add_row("quantization", str(m.quantization))
     details.add_row("passes", ", ".join(f"{p['id']} ({p.get('rewrites', 0)})" for p in m.passes) or "none")

@@ -82,8 +82,24 @@ def finalize(gm: torch.fx.GraphModule) -> None:
     """Drop dead nodes and unused attributes, check the graph, regenerate code."""
     gm.graph.eliminate_dead_code()
     gm.delete_all_unused_submodules()
+    drop_unread_attributes(gm)
     gm.graph.lint()
     gm.recompile()
+
+
+def drop_unread_attributes(gm: torch.fx.GraphModule) -> None:
+    """Delete parameters and buffers no ``get_attr`` reads any more.
+
+    A fold replaces a weight with a new constant; the old one would otherwise
+    stay in the re-exported program (and the artifact), e.g. the first fold
+    of a conv that has a BN on each side. Modules the graph calls keep theirs.
+    """
+    read = {str(n.target) for n in gm.graph.nodes if n.op == "get_attr"}
+    called = [str(n.target) + "." for n in gm.graph.nodes if n.op == "call_module"]
+    for name, _ in [*gm.named_parameters(), *gm.named_buffers()]:
+        if name not in read and not any(name.startswith(prefix) for prefix in called):
+            owner, _, attr = name.rpartition(".")
+            delattr(gm.get_submodule(owner) if owner else gm, attr)
 
 
 def attr_value(gm: torch.fx.GraphModule, node: torch.fx.Node) -> torch.Tensor | None:

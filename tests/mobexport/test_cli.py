@@ -139,3 +139,41 @@ def test_console_script_exit_status(tmp_path):
                           capture_output=True, text=True, env=env, cwd=tmp_path)
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+
+
+def test_explain_prints_the_pass_report_and_verify_passes_checks_them(capsys, out_dir):
+    status, out, err = run_cli(capsys, "--model", SMALL, "--target", "onnx", "--resolution", "96", "--static",
+                               "--explain", "--verify-passes", "--out", str(out_dir))
+    assert status == 0, err
+    manifest = json.loads((out_dir / SMALL / "onnx" / "manifest.json").read_text())
+    passes = {p["id"]: p for p in manifest["passes"]}
+    fold = passes["fold_batchnorm"]
+    assert fold["rewrites"] > 20 and fold["skipped"] == []
+    assert 0 <= fold["details"]["verified_max_relative_error"] < 1e-5  # --verify-passes ran
+    assert "graph passes" in out
+    for pass_id, p in passes.items():
+        row = next(line for line in out.splitlines() if pass_id in line)
+        assert f" {p['rewrites']} " in row, row
+
+
+def test_passes_none_with_explain_runs_no_pass(capsys, out_dir):
+    status, out, err = run_cli(capsys, "--model", SMALL, "--target", "onnx", "--resolution", "96", "--static",
+                               "--passes", "none", "--explain", "--out", str(out_dir))
+    assert status == 0, err
+    assert json.loads((out_dir / SMALL / "onnx" / "manifest.json").read_text())["passes"] == []
+    assert "graph passes: none ran" in out
+
+
+@pytest.mark.slow
+def test_explain_on_mobile_former(capsys, out_dir):
+    status, out, err = run_cli(capsys, "--model", "mobile_former_26m", "--target", "onnx", "--resolution", "128",
+                               "--explain", "--out", str(out_dir))
+    assert status == 0, err
+    manifest = json.loads((out_dir / "mobile_former_26m" / "onnx" / "manifest.json").read_text())
+    passes = {p["id"]: p for p in manifest["passes"]}
+    assert passes["fold_batchnorm"]["rewrites"] == 32
+    assert passes["fold_dynamic_relu"]["rewrites"] == 16
+    assert manifest["resolution"]["dynamic"] is True
+    assert all(p["passed"] for p in manifest["parity"])
+    assert passes["fold_dynamic_relu"]["details"]["hyper_functions_folded"] == 16
+    assert "fold_dynamic_relu" in out and "graph passes" in out

@@ -1,0 +1,221 @@
+"""``mobexport bench``: resolution sweeps on a device, with curves, a summary and plots.
+
+    mobexport bench --models mobile_former_294m,mobilenet_v3_large_100 --targets onnx,executorch \\
+        --resolutions 128,160,192,224,256,320,384,448,512 --device local
+    mobexport bench --suite mobile_former_vs_mobilenetv3
+    mobexport bench --suite smoke --device adb --ort-perf-test build/onnxruntime_perf_test
+
+Writes OUT/results.jsonl (one record per case), curves.csv, summary.md and
+four PNGs. Exit status: 0 every case measured, 1 some cases failed (their
+errors are in the records and the summary), 2 bad input or a device error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Sequence
+
+from rich.console import Console
+
+from mobexport.devices.android import CoolingPolicy
+from mobexport.devices.device import EAGER
+from mobexport.devices.measure import MeasurePolicy
+from mobexport.devices.registry import DeviceOptions, get_device
+from mobexport.errors import BenchmarkError, MobexportError
+
+from .curve_table import METRICS, crossovers, curve_rows, setting_key, write_csv
+from .plan import SweepPlan
+from .records import read_records
+from .suite import list_suites, load_suite
+from .sweep import RESULTS_NAME, run_sweep
+from .sweep_plots import plot_sweep
+from .sweep_summary import markdown, rich_table, write_markdown
+
+DEFAULT_OUT = Path("bench-out")
+DEFAULT_BASELINE = "mobilenet_v3_large_100"
+DEFAULTS = {"device": "local", "threads": 0, "batch": 1, "quantize": "none", "passes": "default"}
+
+
+def _csv(kind):
+    def parse(text: str):
+        items = [t.strip() for t in text.split(",") if t.strip()]
+        try:
+            return [kind(t) for t in items]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of {kind.__name__}s") from None
+
+    return parse
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mobexport bench",
+                                description="Resolution sweeps on a device: export each (model, target, resolution), "
+                                            "time it, and write results.jsonl, curves.csv, summary.md and plots.",
+                                epilog="See docs/benchmarking.md for devices, the measuring policy and suites.")
+    what = p.add_argument_group("what to measure")
+    what.add_argument("--suite", help="predefined sweep (see --list-suites) or a .toml/.json suite file")
+    what.add_argument("--list-suites", action="store_true", help="list the predefined suites and exit")
+    what.add_argument("--models", type=_csv(str), metavar="M1,M2", help="comma-separated zoo models")
+    what.add_argument("--targets", type=_csv(str), metavar="T1,T2",
+                      help=f"comma-separated targets: onnx, executorch, ... or {EAGER} (eager)")
+    what.add_argument("--resolutions", type=_csv(int), metavar="R1,R2",
+                      help="comma-separated input sizes, e.g. 128,224,320")
+    what.add_argument("--baseline", help=f"model the others are compared with (default: {DEFAULT_BASELINE} if swept)")
+    what.add_argument("--quantize", help="quantization passed to the export pipeline (default: none)")
+    what.add_argument("--passes", help="graph passes passed to the export pipeline (default: default)")
+    what.add_argument("--batch", type=int, help="batch size (default: 1)")
+    where = p.add_argument_group("where and how")
+    where.add_argument("--device", help="local, cuda, adb[:SERIAL] or macos[:UNITS] (default: local)")
+    where.add_argument("--threads", type=int, help="runtime intra-op threads, 0 = runtime default (default: 0)")
+    where.add_argument("--cpus", type=_csv(int), help="local: pin each case to these CPUs, e.g. 0,1")
+    where.add_argument("--min-time", type=float, help="seconds of measured inference per case (default: 2)")
+    where.add_argument("--min-iters", type=int, help="at least this many samples per case (default: 10)")
+    where.add_argument("--max-iters", type=int, help="at most this many samples per case (default: 1000)")
+    where.add_argument("--warmup-time", type=float, help="seconds of warmup per case (default: 0.5)")
+    where.add_argument("--case-timeout", type=float, default=1800.0, help="seconds before a case counts as hung (default: 1800)")
+    where.add_argument("--seed", type=int, default=0, help="seed of the case order shuffle (default: 0)")
+    where.add_argument("--no-shuffle", action="store_true", help="measure cases in the listed order")
+    android = p.add_argument_group("Android (adb)")
+    android.add_argument("--adb", type=Path, help="adb executable (default: 'adb' on PATH)")
+    android.add_argument("--executor-runner", type=Path, help="ExecuTorch executor_runner built for the phone")
+    android.add_argument("--ort-perf-test", type=Path, help="onnxruntime_perf_test built for the phone")
+    android.add_argument("--cooldown-c", type=float, help="wait between cases until the CPU is below this (default: 42)")
+    android.add_argument("--cooldown-max-s", type=float, help="give up waiting for the cooldown after this (default: 300)")
+    android.add_argument("--cooldown-poll-s", type=float, help="seconds between temperature reads (default: 5)")
+    out = p.add_argument_group("output")
+    out.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output directory (default: ./{DEFAULT_OUT})")
+    out.add_argument("--debug", action="store_true", help="show tracebacks and verbose logs")
+    return p
+
+
+def _pick(cli, suite: dict, key: str, default=None):
+    return cli if cli is not None else suite.get(key, default)
+
+
+def settings_from(args: argparse.Namespace) -> tuple[SweepPlan, MeasurePolicy, DeviceOptions, str, str]:
+    """Command line over suite over defaults; returns (plan, policy, device options, device spec, title)."""
+    suite = load_suite(args.suite) if args.suite else {}
+    models = _pick(args.models, suite, "models")
+    targets = _pick(args.targets, suite, "targets")
+    resolutions = _pick(args.resolutions, suite, "resolutions")
+    missing = [flag for flag, value in (("--models", models), ("--targets", targets), ("--resolutions", resolutions))
+               if not value]
+    if missing:
+        raise BenchmarkError(f"nothing to measure: {', '.join(missing)} not given",
+                             "give them, or --suite NAME (see --list-suites)")
+    if any(r <= 0 for r in resolutions):
+        raise BenchmarkError(f"resolutions must be positive, got {resolutions}", "e.g. --resolutions 128,224,320")
+    baseline = _pick(args.baseline, suite, "baseline", DEFAULT_BASELINE if DEFAULT_BASELINE in models else None)
+    defaults = MeasurePolicy()
+    try:
+        policy = MeasurePolicy(
+            min_time_s=float(_pick(args.min_time, suite, "min_time", defaults.min_time_s)),
+            min_iters=int(_pick(args.min_iters, suite, "min_iters", defaults.min_iters)),
+            max_iters=int(_pick(args.max_iters, suite, "max_iters", defaults.max_iters)),
+            warmup_time_s=float(_pick(args.warmup_time, suite, "warmup_time", defaults.warmup_time_s)),
+        )
+    except ValueError as exc:
+        raise BenchmarkError(f"bad measuring settings: {exc}", "check --min-time/--min-iters/--max-iters") from None
+    a = suite.get("android", {})
+    cool = CoolingPolicy()
+    options = DeviceOptions(
+        cpus=_pick(args.cpus, suite, "cpus"),
+        adb=args.adb or (Path(a["adb"]) if "adb" in a else None),
+        runners={k: v for k, v in {
+            "executorch": args.executor_runner or (Path(a["executor_runner"]) if "executor_runner" in a else None),
+            "onnx": args.ort_perf_test or (Path(a["ort_perf_test"]) if "ort_perf_test" in a else None),
+        }.items() if v},
+        cooling=CoolingPolicy(
+            threshold_c=float(_pick(args.cooldown_c, a, "cooldown_c", cool.threshold_c)),
+            max_wait_s=float(_pick(args.cooldown_max_s, a, "cooldown_max_s", cool.max_wait_s)),
+            poll_s=float(_pick(args.cooldown_poll_s, a, "cooldown_poll_s", cool.poll_s)),
+        ),
+        timeout_s=args.case_timeout,
+    )
+    device_spec = _pick(args.device, suite, "device", DEFAULTS["device"])
+    plan = SweepPlan(models=models, targets=targets, resolutions=resolutions, baseline=baseline,
+                     quantize=_pick(args.quantize, suite, "quantize", DEFAULTS["quantize"]),
+                     passes=_pick(args.passes, suite, "passes", DEFAULTS["passes"]),
+                     batch=int(_pick(args.batch, suite, "batch", DEFAULTS["batch"])),
+                     threads=int(_pick(args.threads, suite, "threads", DEFAULTS["threads"])),
+                     seed=None if args.no_shuffle else args.seed)
+    title = f"mobexport bench: suite {suite['name']}" if suite else "mobexport bench"
+    return plan, policy, options, device_spec, title
+
+
+def write_outputs(out_dir: Path, baseline: str | None, title: str, policy: MeasurePolicy,
+                  console: Console) -> list[dict]:
+    """curves.csv, summary.md and the PNGs from everything in results.jsonl; returns the rows."""
+    results = out_dir / RESULTS_NAME
+    if not results.exists():
+        return []
+    records = read_records(results)
+    rows = curve_rows(records, baseline)
+    write_csv(rows, out_dir / "curves.csv")
+    plots = plot_sweep(rows, out_dir, baseline, title.replace("mobexport bench: ", ""))
+    measured = [r for r in records if r.status == "ok"]
+    device_info = measured[-1].device_info if measured else (records[-1].device_info if records else {})
+    tools = measured[-1].tool_versions if measured else {}
+    text = markdown(rows, baseline, title=title, device_info=device_info, tool_versions=tools,
+                    policy=policy.to_dict(), plots=plots)
+    write_markdown(out_dir / "summary.md", text)
+    return rows
+
+
+def print_report(console: Console, rows: list[dict], baseline: str | None, out_dir: Path) -> None:
+    for setting in sorted({setting_key(r) for r in rows if r["status"] == "ok"}):
+        console.print(rich_table(rows, setting))
+    if baseline:
+        found = [c for c in crossovers([r for r in rows if r["status"] == "ok"], baseline, "latency_median_ms")]
+        for c in found:
+            console.print(f"[bold]crossover[/] {c.describe()}", highlight=False)
+        if not found and any(r["model"] != baseline for r in rows):
+            console.print(f"no latency crossover with {baseline} in the measured range", highlight=False)
+    failed = [r for r in rows if r["status"] != "ok"]
+    for r in failed:
+        console.print(f"[red]failed[/] {r['model']}/{r['target']}@{r['resolution']}: {r['error']}", highlight=False)
+    console.print(f"wrote {out_dir / RESULTS_NAME}, curves.csv, summary.md and "
+                  f"{', '.join(name for _, name in METRICS.values())} in {out_dir}", highlight=False)
+
+
+def main(argv: Sequence[str]) -> int:
+    args = parser().parse_args(list(argv))
+    if not args.debug:
+        for noisy in ("torch", "onnxscript", "executorch", "coremltools", "matplotlib"):
+            logging.getLogger(noisy).setLevel(logging.ERROR)
+    console = Console()
+    if not console.is_terminal:  # a log file or a pipe: keep the wide tables on one line per row
+        console = Console(width=160)
+    if args.list_suites:
+        for name, description in list_suites().items():
+            console.print(f"[bold]{name}[/]: {description}", highlight=False)
+        return 0
+    plan, policy, options, device_spec, title = settings_from(args)
+    device = get_device(device_spec, options)
+    device.require()
+    plan.device = device.name
+    plan.validate()
+    for target in plan.targets:
+        device.check_kind(target)
+    device.check_batch(plan.batch)
+
+    err_console = Console(stderr=True)
+    out_dir: Path = args.out
+    stopped: MobexportError | None = None
+    with device:
+        try:
+            outcome = run_sweep(plan, device, out_dir, policy, console=err_console)
+        except MobexportError as exc:  # the device went away: keep and report what was finished
+            stopped = exc
+            outcome = None
+        finally:
+            rows = write_outputs(out_dir, plan.baseline, title, policy, err_console)
+    if stopped is not None:
+        raise stopped
+    if outcome.skipped:
+        err_console.print(f"resumed: {outcome.skipped} case(s) already in {out_dir / RESULTS_NAME} were skipped",
+                          highlight=False)
+    print_report(console, rows, plan.baseline, out_dir)
+    return 1 if outcome.failed else 0

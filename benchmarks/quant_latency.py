@@ -1,0 +1,162 @@
+"""int8 vs fp32 latency on this CPU, measured side by side, one process per case.
+
+``python -m mobexport.benchmarks.quant_latency --models mobile_former_294m,mobilenet_v3_large_100
+--targets onnx,executorch --resolution 224 --calib DIR``
+
+exports each (model, target) twice, fp32 and ``--quantize int8`` (artifacts are
+reused when a matching manifest is already in ``--out``), then measures them in
+rounds: every round runs each case once, in a shuffled order, each case in its
+own worker process (:class:`~mobexport.devices.local.LocalDevice`), so the
+fp32 and int8 numbers of a pair are taken minutes apart at most, under the
+same machine load. The reported latency of a case is the median of its
+per-round medians, the speed-up is fp32 / int8 of those; rounds are kept in
+``results.json`` so the spread can be checked. A table is printed and
+``latency.png`` plotted.
+
+A timing goal belongs here, not in a unit test: on a shared machine the
+ratio is what is meaningful, the absolute numbers are not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+from mobexport.config import ExportConfig
+from mobexport.devices.device import CaseJob
+from mobexport.devices.local import LocalDevice
+from mobexport.devices.measure import MeasurePolicy
+from mobexport.errors import MobexportError
+from mobexport.export.artifact import Artifact
+from mobexport.manifest import write_text_atomic
+
+MODES = ("none", "int8")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m mobexport.benchmarks.quant_latency",
+                                description="int8 vs fp32 latency, side by side, one process per case.")
+    p.add_argument("--models", default="mobile_former_294m,mobilenet_v3_large_100")
+    p.add_argument("--targets", default="onnx,executorch")
+    p.add_argument("--resolution", type=int, default=224)
+    p.add_argument("--calib", type=Path, help="calibration images for the int8 exports")
+    p.add_argument("--calib-samples", type=int, default=64)
+    p.add_argument("--rounds", type=int, default=5, help="rounds over all cases (default: 5)")
+    p.add_argument("--min-time", type=float, default=1.0, help="seconds of timed inference per case per round")
+    p.add_argument("--threads", type=int, default=0, help="runtime threads, 0 = runtime default")
+    p.add_argument("--out", type=Path, default=Path("mobexport-bench-quant"))
+    p.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def artifact_for(model: str, target: str, mode: str, args) -> Artifact:
+    from mobexport.export.pipeline import export_model
+
+    directory = args.out / "artifacts" / mode
+    existing = directory / model / target / "manifest.json"
+    if existing.is_file():
+        artifact = Artifact.open(existing)
+        if artifact.manifest.resolution["export"] == args.resolution and artifact.verify_hash():
+            return artifact
+    config = ExportConfig(model=model, target=target, resolution=args.resolution, out_dir=directory, dynamic=False,
+                          quantize=mode, calib_dir=args.calib if mode != "none" else None,
+                          calib_samples=args.calib_samples, parity_samples=2,
+                          target_options={"backend": "xnnpack", "precision": None})
+    return export_model(config)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    console = Console(width=150)
+    models = [m for m in args.models.split(",") if m]
+    targets = [t for t in args.targets.split(",") if t]
+    args.out.mkdir(parents=True, exist_ok=True)
+    try:
+        cases = []
+        for model in models:
+            for target in targets:
+                for mode in MODES:
+                    console.print(f"exporting {model} / {target} / {mode} @{args.resolution}", highlight=False)
+                    cases.append((model, target, mode, artifact_for(model, target, mode, args)))
+        device = LocalDevice()
+        policy = MeasurePolicy(min_time_s=args.min_time, min_iters=10, warmup_time_s=0.3)
+        medians: dict[tuple, list[float]] = {c[:3]: [] for c in cases}
+        rng = random.Random(args.seed)
+        from rich.progress import Progress
+
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task("measuring", total=args.rounds * len(cases))
+            for _ in range(args.rounds):
+                order = cases[:]
+                rng.shuffle(order)
+                for model, target, mode, artifact in order:
+                    job = CaseJob(kind=target, model=model, resolution=args.resolution, threads=args.threads,
+                                  artifact_path=artifact.path, manifest=json.loads(artifact.manifest.to_json()),
+                                  policy=policy, label=mode)
+                    measurement = device.measure(job)
+                    medians[(model, target, mode)].append(statistics.median(measurement.samples_s) * 1e3)
+                    progress.advance(task)
+    except MobexportError as exc:
+        console.print(f"[bold red]error:[/] {exc.one_line()}")
+        return exc.exit_code
+
+    rows = []
+    for model in models:
+        for target in targets:
+            fp32 = statistics.median(medians[(model, target, "none")])
+            int8 = statistics.median(medians[(model, target, "int8")])
+            sizes = {mode: next(a for m, t, md, a in cases if (m, t, md) == (model, target, mode)).manifest.artifact[
+                "size_bytes"] for mode in MODES}
+            rows.append({"model": model, "target": target, "resolution": args.resolution,
+                         "fp32_ms": round(fp32, 3), "int8_ms": round(int8, 3), "speedup": round(fp32 / int8, 2),
+                         "fp32_rounds_ms": [round(v, 3) for v in medians[(model, target, "none")]],
+                         "int8_rounds_ms": [round(v, 3) for v in medians[(model, target, "int8")]],
+                         "fp32_file_bytes": sizes["none"], "int8_file_bytes": sizes["int8"]})
+    table = Table(title=f"int8 vs fp32 latency @{args.resolution}, median of {args.rounds} interleaved rounds")
+    for column in ("model", "target", "fp32 ms", "int8 ms", "speed-up", "fp32 file", "int8 file"):
+        table.add_column(column, justify="left" if column in ("model", "target") else "right")
+    for r in rows:
+        table.add_row(r["model"], r["target"], f"{r['fp32_ms']:.2f}", f"{r['int8_ms']:.2f}", f"{r['speedup']:.2f}x",
+                      f"{r['fp32_file_bytes'] / 1e6:.1f} MB", f"{r['int8_file_bytes'] / 1e6:.1f} MB")
+    console.print(table)
+    write_text_atomic(args.out / "results.json", json.dumps({"rows": rows, "threads": args.threads,
+                                                             "min_time_s": args.min_time}, indent=2) + "\n")
+    plot(rows, args.out / "latency.png", args.resolution)
+    console.print(f"wrote {args.out / 'results.json'} and {args.out / 'latency.png'}", highlight=False)
+    return 0
+
+
+def plot(rows: list[dict], path: Path, resolution: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [f"{r['model']}\n{r['target']}" for r in rows]
+    x = range(len(rows))
+    fig, ax = plt.subplots(figsize=(max(5, 2.2 * len(rows)), 4))
+    ax.bar([i - 0.2 for i in x], [r["fp32_ms"] for r in rows], width=0.4, label="fp32")
+    ax.bar([i + 0.2 for i in x], [r["int8_ms"] for r in rows], width=0.4, label="int8")
+    for i, r in zip(x, rows):
+        ax.text(i + 0.2, r["int8_ms"], f"{r['speedup']:.2f}x", ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(list(x), labels, fontsize=8)
+    ax.set_ylabel(f"median latency @{resolution} (ms)")
+    ax.set_title("int8 vs fp32 on this CPU (one process per case, interleaved rounds)")
+    ax.legend()
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""``mobexport regress``: compare a results file with a baseline, make a baseline, or plot trends.
+
+    mobexport regress --baseline FILE --results FILE     compare (exit 1 on regression)
+    mobexport regress --update-baseline --results FILE --baseline FILE
+    mobexport regress --history DIR                      trends across runs
+
+Exit status: 0 no regression (or a baseline/trend written), 1 regression,
+2 bad input (missing or malformed file, no overlapping cases, reference model
+missing in relative mode) via :class:`~mobexport.errors.MobexportError`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Sequence
+
+from rich.console import Console
+
+from mobexport.errors import BenchmarkError, OutputDirError
+from mobexport.manifest import write_text_atomic
+
+from .baseline import baseline_from_results, provenance_of, read_baseline
+from .curves import points_from_records
+from .records import read_records
+from .regression import DEFAULT_MIN_EFFECT, DEFAULT_REFERENCE, MODES, RegressionSettings, compare
+from .stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
+
+log = logging.getLogger(__name__)
+
+
+def _fraction(text: str) -> float:
+    """'0.1', '10%' -> 0.1."""
+    try:
+        return float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a fraction such as 0.1 or 10%") from None
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="mobexport regress",
+        description="Check benchmark results against a baseline for latency regressions "
+                    "(exit 1 on regression, 2 on bad input), make a baseline, or plot trends.",
+        epilog="See docs/regression.md for the statistics and CI usage.",
+    )
+    p.add_argument("--results", type=Path, nargs="+", metavar="FILE",
+                   help="results.jsonl written by 'mobexport bench'; with --update-baseline, one or more runs "
+                        "of the same sweep (several runs let the check see run-to-run variation)")
+    p.add_argument("--baseline", type=Path, help="baseline JSON (read, or written with --update-baseline)")
+    p.add_argument("--update-baseline", action="store_true", help="write --baseline from --results instead of comparing")
+    p.add_argument("--history", type=Path, metavar="DIR", help="plot trends of every *.jsonl under DIR instead")
+    p.add_argument("--mode", choices=MODES, default="relative",
+                   help="relative: normalise by the reference model of the same run (default); "
+                        "absolute: raw latency, for dedicated devices")
+    p.add_argument("--reference", default=DEFAULT_REFERENCE, metavar="MODEL",
+                   help=f"reference model for relative mode (default: {DEFAULT_REFERENCE})")
+    p.add_argument("--min-effect", type=_fraction, default=DEFAULT_MIN_EFFECT,
+                   help=f"smallest slowdown that counts, e.g. 0.1 or 10%% (default: {DEFAULT_MIN_EFFECT:.0%})")
+    p.add_argument("--confidence", type=_fraction, default=0.95, help="bootstrap interval level (default: 0.95)")
+    p.add_argument("--resamples", type=int, default=BOOTSTRAP_RESAMPLES,
+                   help=f"bootstrap resamples (default: {BOOTSTRAP_RESAMPLES})")
+    p.add_argument("--seed", type=int, default=BOOTSTRAP_SEED, help="bootstrap seed (fixed, so verdicts repeat)")
+    p.add_argument("--markdown", type=Path, metavar="FILE", help="also write the markdown report here")
+    p.add_argument("--json", type=Path, metavar="FILE", help="also write the per-point verdicts as JSON")
+    p.add_argument("--plot", type=Path, metavar="FILE",
+                   help="PNG path (default: regress.png beside the results, history.png in the history folder)")
+    p.add_argument("--no-plot", action="store_true", help="do not draw the PNG")
+    p.add_argument("--debug", action="store_true", help="show tracebacks and verbose logs")
+    return p
+
+
+def main(argv: Sequence[str]) -> int:
+    args = parser().parse_args(list(argv))
+    from mobexport.cli import _setup_logging
+
+    _setup_logging(args.debug)
+    console = Console()
+    if not console.is_terminal:  # CI logs: do not squeeze the tables into 80 columns
+        console = Console(width=150)
+    if args.history is not None:
+        if args.results or args.baseline or args.update_baseline:
+            raise BenchmarkError("--history does not combine with --results/--baseline/--update-baseline",
+                                 "run the trend and the check as two commands")
+        return _history(args, console)
+    if args.results is None or args.baseline is None:
+        raise BenchmarkError("both --results and --baseline are needed", "e.g. mobexport regress --baseline "
+                             "benchmarks/baselines/ci_local_cpu.json --results out/results.jsonl")
+    if args.update_baseline:
+        return _update_baseline(args, console)
+    if len(args.results) != 1:
+        raise BenchmarkError(f"compare one results file at a time ({len(args.results)} given)",
+                             "several results files make a baseline with --update-baseline")
+    args.results = args.results[0]
+    return _compare(args, console)
+
+
+def _update_baseline(args, console: Console) -> int:
+    baseline = baseline_from_results(args.results, args.baseline,
+                                     command=["mobexport", "regress", "--update-baseline", "--results",
+                                              *map(str, args.results), "--baseline", str(args.baseline)])
+    models = sorted({case.model for case in baseline.points})
+    resolutions = sorted({case.resolution for case in baseline.points})
+    runs = len(args.results)
+    console.print(f"wrote baseline [bold]{args.baseline}[/]: {len(baseline.points)} points "
+                  f"({', '.join(models)} at {', '.join(map(str, resolutions))}) from {runs} run{'s' * (runs != 1)}")
+    skipped = baseline.provenance.get("skipped_failed_cases") or []
+    if skipped:
+        console.print(f"[yellow]left out {len(skipped)} failed case(s)[/]: {', '.join(skipped)}")
+    if args.reference not in models:
+        console.print(f"[yellow]warning[/]: the reference {args.reference} is not in it; relative checks against "
+                      "this baseline will need --reference or --mode absolute")
+    return 0
+
+
+def _compare(args, console: Console) -> int:
+    from .regress_plot import plot_comparison
+    from .regress_report import comparison_markdown, print_comparison
+
+    settings = RegressionSettings(mode=args.mode, reference=args.reference, min_effect=args.min_effect,
+                                  confidence=args.confidence, resamples=args.resamples, seed=args.seed)
+    baseline = read_baseline(args.baseline)
+    records = read_records(args.results)
+    report = compare(baseline.points, points_from_records(records, str(args.results)), settings)
+    report.baseline_provenance = baseline.provenance
+    report.current_provenance = provenance_of(records, args.results)
+    if not settings.relative and _fingerprints(baseline.provenance) != _fingerprints(report.current_provenance):
+        report.warnings.append("absolute mode across different device fingerprints: a speed difference between the "
+                               "machines counts as a change (use relative mode, or a baseline from this device)")
+
+    plot_path = None
+    if not args.no_plot:
+        plot_path = plot_comparison(report, args.plot or args.results.parent / "regress.png")
+    markdown = comparison_markdown(report, args.baseline.name, str(args.results),
+                                   plot_path.name if plot_path else None)
+    print_comparison(console, report)
+    _write_markdown(markdown, args.markdown, console)
+    if args.json:
+        _write(args.json, json.dumps({
+            "exit_status": report.exit_status,
+            "settings": settings.__dict__,
+            "machine_factor": report.machine_factor(),
+            "warnings": report.warnings,
+            "points": [p.to_dict() for p in report.points],
+        }, indent=1, default=str) + "\n", "--json")
+    if plot_path:
+        console.print(f"plot: {plot_path}")
+    return report.exit_status
+
+
+def _fingerprints(provenance: dict) -> list[dict]:
+    """Device fingerprints without what may differ between runs on one machine (a pinned CPU list)."""
+    return [{k: v for k, v in d.items() if k != "cpus"} for d in provenance.get("devices") or []]
+
+
+def _history(args, console: Console) -> int:
+    from .history import history_of
+    from .regress_plot import plot_history
+    from .regress_report import history_markdown, print_history
+
+    history = history_of(args.history, mode=args.mode, reference=args.reference)
+    plot_path = None if args.no_plot else plot_history(history, args.plot or args.history / "history.png")
+    print_history(console, history)
+    _write_markdown(history_markdown(history, plot_path.name if plot_path else None), args.markdown, console)
+    if plot_path:
+        console.print(f"plot: {plot_path}")
+    return 0
+
+
+def _write(path: Path, text: str, option: str) -> None:
+    try:
+        write_text_atomic(path, text)
+        path.chmod(0o644)  # written via a private temporary file (mkstemp)
+    except OSError as exc:
+        raise OutputDirError(f"cannot write '{path}' ({exc.strerror or exc})", f"choose another {option} path") from None
+
+
+def _write_markdown(markdown: str, path: Path | None, console: Console) -> None:
+    """To --markdown (atomically) and, in GitHub Actions, appended to the job summary."""
+    if path is not None:
+        _write(path, markdown, "--markdown")
+        console.print(f"markdown: {path}")
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        try:
+            with open(summary, "a") as f:
+                f.write(markdown + "\n")
+        except OSError as exc:  # the verdict matters more than the summary: warn, do not fail
+            log.warning("could not append to GITHUB_STEP_SUMMARY '%s': %s", summary, exc)

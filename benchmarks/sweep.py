@@ -1,0 +1,161 @@
+"""Run a sweep: export what is missing, time every case on the device, append a record per case.
+
+Two phases, each with a progress bar and ETA:
+
+1. **export** every case's artifact with the pipeline (or reuse it), in this
+   process; an export that fails records the case as failed;
+2. **measure** every case on the device, in the plan's shuffled order (for the
+   local CPU: one subprocess per case). A case that fails is recorded with its
+   error and the sweep goes on; a device error (phone unplugged) stops it.
+
+Each finished case is appended to ``results.jsonl`` at once, so an
+interrupted sweep loses nothing: run the same command again and cases already
+measured successfully are skipped (failed ones are retried).
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, \
+    TimeRemainingColumn
+
+from mobexport.devices.device import CaseFailed, CaseJob, Device, Measurement
+from mobexport.devices.measure import MeasurePolicy
+from mobexport.errors import OutputDirError
+
+from .bench_artifacts import Prepared, prepare
+from .plan import SweepPlan
+from .records import BenchRecord, CaseKey, append_record, done_keys, read_records
+from .stats import summarize
+
+RESULTS_NAME = "results.jsonl"
+Prepare = Callable[..., Prepared]
+
+
+@dataclass
+class SweepOutcome:
+    results: Path
+    skipped: int = 0
+    measured: list[CaseKey] = field(default_factory=list)
+    failed: list[CaseKey] = field(default_factory=list)
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0][:400]}" if text else type(exc).__name__
+
+
+def record_of(case: CaseKey, prepared: Prepared, measurement: Measurement, device_info: dict,
+              policy: MeasurePolicy) -> BenchRecord:
+    samples_ms = [s * 1000 for s in measurement.samples_s]
+    stats = summarize(samples_ms)
+    return BenchRecord(
+        case=case,
+        latency_ms=stats.to_dict(),
+        samples_ms=samples_ms,
+        throughput_ips=case.batch / (stats.median / 1000),
+        init_ms=measurement.init_s * 1000 if measurement.init_s is not None else None,
+        peak_memory_bytes=measurement.peak_memory_bytes,
+        macs=prepared.macs,
+        params=prepared.params,
+        artifact=prepared.artifact_facts(),
+        warmup=measurement.warmup,
+        iters=len(samples_ms),
+        device_info=device_info,
+        conditions={**measurement.conditions, "policy": policy.to_dict(), "artifact_reused": prepared.reused},
+        tool_versions=measurement.tool_versions,
+    )
+
+
+def failed_record(case: CaseKey, error: str, device_info: dict, prepared: Prepared | None = None) -> BenchRecord:
+    return BenchRecord(case=case, status="failed", error=error, device_info=device_info,
+                       macs=prepared.macs if prepared else None, params=prepared.params if prepared else None,
+                       artifact=prepared.artifact_facts() if prepared else {})
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(SpinnerColumn(), TextColumn("[bold]{task.fields[phase]}[/] {task.description}"), BarColumn(),
+                    MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                    console=console, transient=False)
+
+
+def run_sweep(plan: SweepPlan, device: Device, out_dir: Path, policy: MeasurePolicy,
+              console: Console | None = None, prepare_case: Prepare = prepare) -> SweepOutcome:
+    """Measure every case of ``plan`` not yet in ``out_dir/results.jsonl``."""
+    console = console or Console(stderr=True)
+    out_dir = Path(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputDirError(f"cannot create '{out_dir}' ({exc.strerror or exc})", "choose another --out") from None
+    results = out_dir / RESULTS_NAME
+    done = done_keys(read_records(results)) if results.exists() else set()
+    cases = plan.cases()
+    todo = [c for c in cases if c not in done]
+    outcome = SweepOutcome(results, skipped=len(cases) - len(todo))
+    if not todo:
+        return outcome
+    device_info = device.info()
+
+    with _progress(console) as progress:
+        exporting = progress.add_task("", total=len(todo), phase="export")
+        ready: dict[CaseKey, Prepared] = {}
+        for case in todo:
+            label = case.label()
+            progress.update(exporting, description=label)
+            started = time.perf_counter()
+            try:
+                ready[case] = prepare_case(case, out_dir,
+                                           on_step=lambda step: progress.update(exporting, description=f"{label}: {step}"))
+            except Exception as exc:  # this case's export failed; the others may not
+                append_record(results, failed_record(case, f"export failed: {first_line(exc)}", device_info))
+                outcome.failed.append(case)
+                progress.console.print(f"[red]export failed[/] {label}: {first_line(exc)}", highlight=False)
+            else:
+                how = "reused" if ready[case].reused else f"exported in {time.perf_counter() - started:.0f} s"
+                progress.console.print(f"{label}: {how}", highlight=False)
+            progress.advance(exporting)
+        gc.collect()  # the exports' models and graphs must not sit in memory while timing
+
+        measuring = progress.add_task("", total=len(ready), phase="measure")
+        for case in (c for c in todo if c in ready):
+            prepared = ready[case]
+            progress.update(measuring, description=case.label())
+            job = CaseJob(kind=case.target, model=case.model, resolution=case.resolution, batch=case.batch,
+                          threads=case.threads, artifact_path=prepared.artifact.path if prepared.artifact else None,
+                          manifest=_manifest_dict(prepared), policy=policy, label=case.label())
+            try:
+                measurement = device.measure(job)
+            except CaseFailed as exc:
+                append_record(results, failed_record(case, str(exc), device_info, prepared))
+                outcome.failed.append(case)
+                progress.console.print(f"[yellow]case failed[/] {case.label()}: {exc}", highlight=False)
+            else:
+                record = record_of(case, prepared, measurement, device_info, policy)
+                append_record(results, record)
+                outcome.measured.append(case)
+                progress.console.print(describe(record), highlight=False)
+            progress.advance(measuring)
+    return outcome
+
+
+def describe(record: BenchRecord) -> str:
+    """One line per measured case, for the log."""
+    lat = record.latency_ms
+    peak = f", peak {record.peak_memory_bytes / 2**20:.0f} MiB" if record.peak_memory_bytes else ""
+    return (f"{record.case.label()}: {lat['median']:.2f} ms (95% CI {lat['ci95_low']:.2f}-{lat['ci95_high']:.2f}, "
+            f"n={lat['n']}), {record.throughput_ips:.1f} img/s{peak}")
+
+
+def _manifest_dict(prepared: Prepared) -> dict | None:
+    if prepared.artifact is None:
+        return None
+    import json
+
+    return json.loads(prepared.artifact.manifest.to_json())

@@ -1,0 +1,407 @@
+"""An Android phone over adb: ``--device adb`` or ``--device adb:SERIAL``.
+
+Per sweep: pick the device (the only one attached, or SERIAL), read what it is
+(``getprop``: model, SoC, ABI, Android version), find its big cores (the
+cores whose ``cpuinfo_max_freq`` is above the slowest cluster's; all cores on
+a single-cluster SoC), and push the runner binary to ``/data/local/tmp/mobexport/``.
+
+Per case:
+
+1. push the artifact;
+2. wait until the CPU thermal zones are below ``threshold_c`` (polling every
+   ``poll_s``, giving up after ``max_wait_s`` and saying so in the record);
+3. a short probe run estimates the per-inference time; the measuring policy
+   turns it into warmup + timed executions (:meth:`MeasurePolicy.counts_for`);
+4. the measured run is pinned with ``taskset`` to the big cores while a shell
+   loop samples the runner's ``VmHWM`` from ``/proc/PID/status``;
+5. the first ``warmup`` per-execution times are dropped, governor and
+   temperatures recorded, the artifact removed.
+
+``close()`` removes ``/data/local/tmp/mobexport``. A device that vanishes
+raises :class:`DeviceDisconnectedError`; the sweep keeps finished cases.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shlex
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from mobexport import __version__
+from mobexport.errors import DeviceError
+
+from .adb_client import Adb, AdbTimeout, AttachedDevice, find_adb
+from .android_runners import RUNNERS, AndroidRunner, RunnerOutput, check_binary
+from .device import Availability, CaseFailed, CaseJob, Device, Measurement
+
+DEVICE_DIR = "/data/local/tmp/mobexport"
+CPU_ZONE_HINTS = ("cpu", "soc", "tsens", "cluster", "big", "little", "mid", "prime", "apc", "mtktscpu")
+MARK = "@@mobexport"
+
+
+@dataclass(frozen=True)
+class CoolingPolicy:
+    """Wait between cases until the CPU is cooler than ``threshold_c``."""
+
+    threshold_c: float = 42.0
+    poll_s: float = 5.0
+    max_wait_s: float = 300.0
+
+
+@dataclass
+class CpuCore:
+    index: int
+    max_khz: int | None
+    governor: str | None = None
+
+
+def parse_getprop(text: str) -> dict[str, str]:
+    """``[key]: [value]`` lines of ``getprop``."""
+    return dict(re.findall(r"^\[([^\]]+)\]:\s*\[(.*)\]\s*$", text, re.MULTILINE))
+
+
+def parse_cores(text: str) -> list[CpuCore]:
+    """``cpuN max_khz governor`` lines (``-`` for unreadable)."""
+    cores = []
+    for line in text.splitlines():
+        match = re.match(r"^\s*cpu(\d+)\s+(\S+)\s+(\S+)\s*$", line)
+        if match:
+            khz = int(match.group(2)) if match.group(2).isdigit() else None
+            governor = None if match.group(3) == "-" else match.group(3)
+            cores.append(CpuCore(int(match.group(1)), khz, governor))
+    return sorted(cores, key=lambda c: c.index)
+
+
+def big_cores(cores: list[CpuCore]) -> list[int]:
+    """Cores faster than the slowest cluster; every core when all clusters are equal."""
+    known = [c for c in cores if c.max_khz]
+    if not known:
+        return [c.index for c in cores]
+    slowest = min(c.max_khz for c in known)
+    fast = [c.index for c in known if c.max_khz > slowest]
+    return fast or [c.index for c in known]
+
+
+def cpu_mask(indices: list[int]) -> str:
+    """taskset's hexadecimal mask, e.g. [4, 5, 6, 7] -> 'f0'."""
+    return format(sum(1 << i for i in indices), "x")
+
+
+def parse_temperatures(text: str) -> dict[str, float]:
+    """``type value`` lines of thermal zones -> degrees Celsius (millidegrees are converted)."""
+    temps = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and re.fullmatch(r"-?\d+", parts[1]):
+            value = int(parts[1])
+            temps[parts[0]] = value / 1000 if abs(value) >= 200 else float(value)
+    return temps
+
+
+def cpu_temperature(temps: dict[str, float]) -> float | None:
+    """The hottest CPU-like zone (every zone if none looks like a CPU's)."""
+    cpu = [t for name, t in temps.items() if any(h in name.lower() for h in CPU_ZONE_HINTS)]
+    pool = cpu or list(temps.values())
+    return max(pool) if pool else None
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def measured_run_script(runner: AndroidRunner, argv: list[str], mask: str) -> str:
+    """Run ``argv`` in the background pinned to ``mask`` and poll its VmHWM until it exits."""
+    command = " ".join(shlex.quote(a) for a in argv)
+    return f"""cd {DEVICE_DIR} || exit 97
+rm -f result.txt run.log
+LD_LIBRARY_PATH={DEVICE_DIR} taskset {mask} {command} > run.log 2>&1 &
+pid=$!
+hwm=0
+while :; do
+  st=$(sed -n 's/^State:[[:space:]]*\\([A-Z]\\).*/\\1/p' /proc/$pid/status 2>/dev/null)
+  if [ -z "$st" ] || [ "$st" = Z ]; then break; fi
+  v=$(sed -n 's/^VmHWM:[[:space:]]*\\([0-9]*\\).*/\\1/p' /proc/$pid/status 2>/dev/null)
+  if [ -n "$v" ]; then hwm=$v; fi
+  sleep 0.05
+done
+wait $pid
+rc=$?
+cat run.log
+echo "{MARK}-result"
+cat result.txt 2>/dev/null
+echo "{MARK}-end vmhwm_kb=$hwm rc=$rc"
+"""
+
+
+def split_run_output(text: str) -> tuple[str, str, int, int]:
+    """(runner log, result file, VmHWM kB, exit status) of :func:`measured_run_script`'s output."""
+    end = re.search(rf"^{MARK}-end vmhwm_kb=(\d+) rc=(\d+)\s*$", text, re.MULTILINE)
+    if end is None:
+        raise CaseFailed("the run's output was cut short (no end marker)")
+    body = text[: end.start()]
+    log, _, result = body.partition(f"{MARK}-result\n")
+    return log, result, int(end.group(1)), int(end.group(2))
+
+
+class AndroidDevice(Device):
+    kinds = tuple(RUNNERS)
+
+    def __init__(self, serial: str | None = None, adb: str | os.PathLike | None = None,
+                 runners: dict[str, Path] | None = None, cooling: CoolingPolicy | None = None,
+                 sleep: Callable[[float], None] = time.sleep, timeout_s: float = 1800.0):
+        self.requested_serial = serial
+        self.adb_path = adb
+        self.runner_paths = {kind: Path(p) for kind, p in (runners or {}).items() if p}
+        for kind, runner in RUNNERS.items():
+            if kind not in self.runner_paths and os.environ.get(runner.env):
+                self.runner_paths[kind] = Path(os.environ[runner.env])
+        self.cooling = cooling or CoolingPolicy()
+        self.sleep = sleep
+        self.timeout_s = timeout_s
+        self._adb: Adb | None = None
+        self._probe: dict | None = None
+        self._pushed: dict[str, str] = {}
+        self._dir_made = False
+
+    # -- which device -------------------------------------------------------------------------
+    def connect(self) -> Adb:
+        """Find adb and the one device to use; one-line errors for every way this fails."""
+        if self._adb is not None:
+            return self._adb
+        adb = Adb(find_adb(self.adb_path))
+        attached = adb.devices()
+        chosen = choose_device(attached, self.requested_serial)
+        self._adb = adb.for_serial(chosen.serial)
+        return self._adb
+
+    @property
+    def name(self) -> str:
+        serial = self._adb.serial if self._adb is not None else self.requested_serial
+        return f"adb:{serial}" if serial else "adb"
+
+    def availability(self) -> Availability:
+        try:
+            self.connect()
+        except DeviceError as exc:
+            return Availability(False, exc.one_line())
+        return Availability(True)
+
+    # -- what it is ----------------------------------------------------------------------------
+    def probe(self) -> dict:
+        if self._probe is not None:
+            return self._probe
+        adb = self.connect()
+        props = parse_getprop(adb.shell_ok("getprop"))
+        cores = parse_cores(adb.shell_ok(
+            "for d in /sys/devices/system/cpu/cpu[0-9]*; do "
+            "n=${d##*/}; f=$(cat $d/cpufreq/cpuinfo_max_freq 2>/dev/null || echo -); "
+            "g=$(cat $d/cpufreq/scaling_governor 2>/dev/null || echo -); echo \"$n $f $g\"; done"))
+        if not cores:
+            raise DeviceError(f"cannot read the CPU cores of {self.name}", "is /sys/devices/system/cpu readable?")
+        soc = " ".join(v for v in (props.get("ro.soc.manufacturer"), props.get("ro.soc.model")) if v) \
+            or props.get("ro.board.platform") or props.get("ro.hardware") or "unknown SoC"
+        self._probe = {
+            "props": props,
+            "cores": cores,
+            "big_cores": big_cores(cores),
+            "soc": soc,
+            "abi": props.get("ro.product.cpu.abi", "unknown"),
+            "adb_version": Adb(adb.executable).version(),
+        }
+        return self._probe
+
+    def info(self) -> dict:
+        p = self.probe()
+        props = p["props"]
+        khz = {str(c.index): c.max_khz for c in p["cores"]}
+        return {
+            "name": self.name,
+            "model": props.get("ro.product.model"),
+            "manufacturer": props.get("ro.product.manufacturer"),
+            "soc": p["soc"],
+            "cpu": f"{p['soc']} ({len(p['cores'])} cores, big {','.join(map(str, p['big_cores']))})",
+            "abi": p["abi"],
+            "android": props.get("ro.build.version.release"),
+            "sdk": props.get("ro.build.version.sdk"),
+            "build": props.get("ro.build.fingerprint"),
+            "cores": len(p["cores"]),
+            "big_cores": p["big_cores"],
+            "max_freq_khz": khz,
+        }
+
+    def temperatures(self) -> dict[str, float]:
+        out = self.connect().shell_ok(
+            "for z in /sys/class/thermal/thermal_zone*; do "
+            "echo \"$(cat $z/type 2>/dev/null || echo ${z##*/}) $(cat $z/temp 2>/dev/null || echo -)\"; done")
+        return parse_temperatures(out)
+
+    def governors(self) -> dict[str, str]:
+        cores = parse_cores(self.connect().shell_ok(
+            "for d in /sys/devices/system/cpu/cpu[0-9]*; do "
+            "echo \"${d##*/} - $(cat $d/cpufreq/scaling_governor 2>/dev/null || echo -)\"; done"))
+        big = set(self.probe()["big_cores"])
+        return {str(c.index): c.governor for c in cores if c.index in big and c.governor}
+
+    # -- runners -------------------------------------------------------------------------------
+    def runner_for(self, kind: str) -> tuple[AndroidRunner, Path]:
+        Device.check_kind(self, kind)
+        runner = RUNNERS[kind]
+        path = self.runner_paths.get(kind)
+        if path is None:
+            raise DeviceError(f"no {runner.description} binary for Android was given",
+                              f"build it (docs/benchmarking.md) and pass {runner.flag} PATH or set {runner.env}")
+        check_binary(path, self.probe()["abi"], runner.description, runner.flag)
+        return runner, path
+
+    def check_kind(self, kind: str) -> None:
+        self.runner_for(kind)
+
+    def check_batch(self, batch: int) -> None:
+        if batch != 1:
+            raise DeviceError(f"--batch {batch}: the Android runners feed the artifact's own input shape (batch 1)",
+                              "use --batch 1 with --device adb")
+
+    def _ensure_dir(self) -> None:
+        if not self._dir_made:
+            self.connect().shell_ok(f"mkdir -p {DEVICE_DIR}")
+            self._dir_made = True
+
+    def push_runner(self, kind: str) -> AndroidRunner:
+        runner, path = self.runner_for(kind)
+        if kind in self._pushed:
+            return runner
+        adb = self.connect()
+        self._ensure_dir()
+        adb.push(path, f"{DEVICE_DIR}/{runner.binary}")
+        for library in sorted(path.parent.glob("lib*.so")):  # a shared-library build's runtime
+            adb.push(library, f"{DEVICE_DIR}/{library.name}")
+        adb.shell_ok(f"chmod 755 {DEVICE_DIR}/{runner.binary}")
+        self._pushed[kind] = sha256_of(path)
+        return runner
+
+    # -- one case ------------------------------------------------------------------------------
+    def cool_down(self) -> dict:
+        """Wait (with the injected ``sleep``) until the CPU is below the threshold."""
+        policy, waited = self.cooling, 0.0
+        temp = cpu_temperature(self.temperatures())
+        while temp is not None and temp > policy.threshold_c and waited < policy.max_wait_s:
+            step = min(policy.poll_s, policy.max_wait_s - waited)
+            self.sleep(step)
+            waited += step
+            temp = cpu_temperature(self.temperatures())
+        return {
+            "temperature_c_start": temp,
+            "cooldown_s": waited,
+            "cooldown_gave_up": temp is not None and temp > policy.threshold_c,
+            "cooldown_threshold_c": policy.threshold_c,
+        }
+
+    def run_once(self, runner: AndroidRunner, remote_model: str, executions: int, threads: int,
+                 mask: str) -> tuple[RunnerOutput, int]:
+        argv = runner.argv(remote_model, executions, threads, "result.txt")
+        try:
+            result = self.connect().shell(measured_run_script(runner, argv, mask), timeout=self.timeout_s)
+        except AdbTimeout as exc:
+            self.connect().shell(f"pkill -x {runner.binary}")
+            raise CaseFailed(exc.message) from None
+        log, result_text, hwm_kb, rc = split_run_output(result.stdout)
+        if rc != 0:
+            lines = [line for line in log.strip().splitlines() if line.strip()]
+            raise CaseFailed(f"{runner.binary} exited with status {rc}" + (f": {lines[-1][:300]}" if lines else ""))
+        try:
+            output = runner.parse(log, result_text, executions)
+        except ValueError as exc:
+            raise CaseFailed(str(exc)) from None
+        return output, hwm_kb * 1024
+
+    def measure(self, job: CaseJob) -> Measurement:
+        if job.artifact_path is None or not Path(job.artifact_path).is_file():
+            raise CaseFailed(f"artifact '{job.artifact_path}' is missing or not a single file")
+        self.check_batch(job.batch)
+        runner = self.push_runner(job.kind)
+        adb = self.connect()
+        artifact = Path(job.artifact_path)
+        remote = f"{DEVICE_DIR}/{job.model}-{job.resolution}{artifact.suffix}"
+        adb.push(artifact, remote)
+        try:
+            conditions = self.cool_down()
+            mask = cpu_mask(self.probe()["big_cores"])
+            probe, _ = self.run_once(runner, remote, max(2, job.policy.min_warmup + 1), job.threads, mask)
+            estimate = statistics.median(probe.samples_s[1:] or probe.samples_s)  # the first one is cold
+            warmup, iters = job.policy.counts_for(estimate)
+            output, vmhwm = self.run_once(runner, remote, warmup + iters, job.threads, mask)
+            if output.per_iteration:
+                samples = output.samples_s[warmup:]
+            else:
+                samples, warmup = output.samples_s, 0
+            conditions.update(
+                affinity=self.probe()["big_cores"],
+                taskset_mask=mask,
+                governor=self.governors(),
+                temperature_c_end=cpu_temperature(self.temperatures()),
+                peak_memory="runner process VmHWM (whole process)" if vmhwm else "runner-reported peak working set",
+                probe_estimate_s=estimate,
+                notes=output.notes,
+            )
+            return Measurement(
+                samples_s=samples,
+                warmup=warmup,
+                init_s=output.init_s,
+                peak_memory_bytes=vmhwm or output.reported_peak_bytes,
+                conditions=conditions,
+                tool_versions={"mobexport": __version__, "adb": self.probe()["adb_version"],
+                               runner.binary: f"sha256:{self._pushed[job.kind][:16]}"},
+            )
+        finally:
+            try:
+                adb.shell(f"rm -f {shlex.quote(remote)}")
+            except DeviceError:
+                pass  # disconnected: the error that got us here is the one to report
+
+    def close(self) -> None:
+        if self._adb is not None and self._dir_made:
+            try:
+                self._adb.shell(f"rm -rf {DEVICE_DIR}")
+            except DeviceError:
+                pass  # the device is gone; nothing left to clean on it from here
+            self._dir_made = False
+            self._pushed.clear()
+
+
+def choose_device(attached: list[AttachedDevice], serial: str | None) -> AttachedDevice:
+    ready = [d for d in attached if d.state == "device"]
+    if serial is not None:
+        match = next((d for d in attached if d.serial == serial), None)
+        if match is None:
+            listed = ", ".join(d.serial for d in attached) or "none"
+            raise DeviceError(f"Android device '{serial}' is not attached (attached: {listed})",
+                              "check 'adb devices' and the cable")
+        if match.state != "device":
+            raise DeviceError(f"Android device '{serial}' is {match.state}", _state_hint(match.state))
+        return match
+    if not ready:
+        if attached:
+            d = attached[0]
+            raise DeviceError(f"Android device '{d.serial}' is {d.state}", _state_hint(d.state))
+        raise DeviceError("no Android device attached", "connect one with USB debugging on; 'adb devices' must list it")
+    if len(ready) > 1:
+        raise DeviceError(f"{len(ready)} Android devices attached",
+                          f"pick one with --device adb:SERIAL ({', '.join(d.serial for d in ready)})")
+    return ready[0]
+
+
+def _state_hint(state: str) -> str:
+    return {
+        "unauthorized": "unlock the phone and accept the USB debugging prompt",
+        "offline": "reconnect the cable or restart adb ('adb kill-server')",
+    }.get(state, "check 'adb devices'")

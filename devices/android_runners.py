@@ -1,0 +1,164 @@
+"""The native benchmark binaries mobexport drives on a phone, and how to read them.
+
+* ExecuTorch's ``executor_runner`` (``examples/portable/executor_runner``):
+  ``--model_path=M --num_executions=N [--cpu_threads=T]``; logs
+  ``Model loaded in X ms.``, one ``Iteration i of N: X ms`` per execution
+  (recent builds) and ``Model executed successfully N time(s) in X ms.``.
+* ONNX Runtime's ``onnxruntime_perf_test``:
+  ``-e cpu -m times -r N -I [-x T] MODEL RESULT_FILE``; prints
+  ``Session creation time cost: X s`` and ``First inference time cost: N ms``
+  and writes one ``model,seconds,peak_bytes,cpu%,run`` line per run to RESULT_FILE.
+
+A binary must match the phone's ABI: its ELF header is checked before it is
+pushed. A script (``#!``) is accepted as is; that is how the test suite's
+host-side stand-ins run through the fake adb.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mobexport.errors import DeviceError
+
+DOCS = "see docs/benchmarking.md, 'Building the Android runners'"
+
+# ELF e_machine per Android ABI.
+ABI_ELF_MACHINE = {"arm64-v8a": 183, "armeabi-v7a": 40, "armeabi": 40, "x86_64": 62, "x86": 3}
+ELF_MACHINE_NAMES = {183: "arm64-v8a (aarch64)", 40: "armeabi-v7a (32-bit ARM)", 62: "x86_64", 3: "x86"}
+
+
+def elf_machine(head: bytes) -> int | None:
+    """e_machine of an ELF header, None if ``head`` is not ELF."""
+    if len(head) < 20 or head[:4] != b"\x7fELF":
+        return None
+    order = "little" if head[5] == 1 else "big"
+    return int.from_bytes(head[18:20], order)
+
+
+def check_binary(path: Path, abi: str, what: str, flag: str) -> None:
+    """Refuse a missing runner, a non-executable, or one built for another ABI."""
+    path = Path(path)
+    if not path.is_file():
+        raise DeviceError(f"{what} '{path}' does not exist", f"build it and pass {flag} PATH ({DOCS})")
+    with open(path, "rb") as f:
+        head = f.read(64)
+    if head.startswith(b"#!"):
+        return
+    machine = elf_machine(head)
+    if machine is None:
+        raise DeviceError(f"{what} '{path}' is not an executable (no ELF header)", f"pass the built binary ({DOCS})")
+    expected = ABI_ELF_MACHINE.get(abi)
+    if expected is not None and machine != expected:
+        built = ELF_MACHINE_NAMES.get(machine, f"ELF machine {machine}")
+        raise DeviceError(f"{what} '{path}' is built for {built}, but the device's ABI is {abi}",
+                          f"rebuild it with -DANDROID_ABI={abi} ({DOCS})")
+
+
+@dataclass
+class RunnerOutput:
+    """What one invocation of a runner binary reported."""
+
+    samples_s: list[float]
+    per_iteration: bool               # False: one mean over the run (older executor_runner)
+    load_s: float | None = None       # model load / session creation
+    first_s: float | None = None      # a first inference the runner ran and timed apart
+    reported_peak_bytes: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def init_s(self) -> float | None:
+        """Load plus first inference, the same definition as the local devices."""
+        if self.load_s is None:
+            return None
+        if self.first_s is not None:
+            return self.load_s + self.first_s
+        if self.samples_s and self.per_iteration:
+            return self.load_s + self.samples_s[0]
+        return None
+
+
+class AndroidRunner(ABC):
+    kind: str             # the artifact kind it runs
+    binary: str           # its name on the device
+    flag: str             # the CLI option giving its host path
+    env: str              # the environment variable giving its host path
+    description: str
+
+    @abstractmethod
+    def argv(self, model: str, executions: int, threads: int, result_file: str) -> list[str]:
+        """The command line, relative to the runner's directory on the device."""
+
+    @abstractmethod
+    def parse(self, log: str, result_text: str, executions: int) -> RunnerOutput:
+        """Samples and facts from the runner's log (and result file); ValueError if unreadable."""
+
+
+_FLOAT = r"([0-9]+(?:\.[0-9]*)?(?:[eE][-+]?[0-9]+)?)"
+
+
+class ExecutorRunner(AndroidRunner):
+    kind = "executorch"
+    binary = "executor_runner"
+    flag = "--executor-runner"
+    env = "MOBEXPORT_EXECUTOR_RUNNER"
+    description = "ExecuTorch executor_runner"
+
+    def argv(self, model: str, executions: int, threads: int, result_file: str) -> list[str]:
+        argv = [f"./{self.binary}", f"--model_path={model}", f"--num_executions={executions}"]
+        if threads > 0:
+            argv.append(f"--cpu_threads={threads}")
+        return argv
+
+    def parse(self, log: str, result_text: str, executions: int) -> RunnerOutput:
+        total = re.search(rf"Model executed successfully (\d+) time\(s\) in {_FLOAT} ms", log)
+        if total is None:
+            raise ValueError("executor_runner printed no 'Model executed successfully' line")
+        loaded = re.search(rf"Model loaded in {_FLOAT} ms", log)
+        load_s = float(loaded.group(1)) / 1000 if loaded else None
+        iterations = [float(m.group(1)) / 1000 for m in re.finditer(rf"Iteration \d+ of \d+: {_FLOAT} ms", log)]
+        runs = int(total.group(1))
+        if iterations and len(iterations) == runs:
+            return RunnerOutput(iterations, True, load_s)
+        mean = float(total.group(2)) / 1000 / max(runs, 1)
+        return RunnerOutput([mean], False, load_s,
+                            notes=["executor_runner logs no per-iteration times: one sample is the run's mean"])
+
+
+class OrtPerfTest(AndroidRunner):
+    kind = "onnx"
+    binary = "onnxruntime_perf_test"
+    flag = "--ort-perf-test"
+    env = "MOBEXPORT_ORT_PERF_TEST"
+    description = "ONNX Runtime onnxruntime_perf_test"
+
+    def argv(self, model: str, executions: int, threads: int, result_file: str) -> list[str]:
+        argv = [f"./{self.binary}", "-e", "cpu", "-m", "times", "-r", str(executions), "-I"]
+        if threads > 0:
+            argv += ["-x", str(threads)]
+        return argv + [model, result_file]
+
+    def parse(self, log: str, result_text: str, executions: int) -> RunnerOutput:
+        samples = []
+        for line in result_text.splitlines():
+            parts = line.strip().split(",")
+            if len(parts) >= 5:
+                try:
+                    samples.append(float(parts[1]))
+                except ValueError:
+                    continue
+        if not samples:
+            raise ValueError("onnxruntime_perf_test wrote no per-run times to its result file")
+        session = re.search(rf"Session creation time cost: {_FLOAT} s", log)
+        first = re.search(rf"First inference time cost: {_FLOAT} ms", log)
+        peak = re.search(r"Peak working set size: (\d+) bytes", log)
+        # perf_test runs one inference of its own before the timed ones: that is the first inference.
+        return RunnerOutput(samples, True,
+                            load_s=float(session.group(1)) if session else None,
+                            first_s=float(first.group(1)) / 1000 if first else None,
+                            reported_peak_bytes=int(peak.group(1)) if peak else None)
+
+
+RUNNERS: dict[str, AndroidRunner] = {r.kind: r for r in (ExecutorRunner(), OrtPerfTest())}

@@ -1,0 +1,140 @@
+"""This host: ONNX Runtime, ExecuTorch and eager PyTorch on the CPU, one subprocess per case.
+
+Each case runs in a fresh ``python -m mobexport.devices.case_worker`` so that
+(1) peak memory is the case's own, measured above the runtime's idle
+baseline, (2) one runtime's idle threads cannot slow the next case down, and
+(3) a crash (a segfault in a runtime, an out-of-memory kill) fails that case
+only. Thread count and CPU affinity are set inside the worker.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from mobexport.errors import DeviceError
+from mobexport.manifest import tool_versions
+
+from .device import EAGER, Availability, CaseFailed, CaseJob, Device, Measurement
+
+WORKER_MODULE = "mobexport.devices.case_worker"
+DEFAULT_CASE_TIMEOUT_S = 1800.0
+
+
+class SubprocessDevice(Device):
+    """A device whose cases run in a worker subprocess on this host."""
+
+    runtime_device = "cpu"   # what the target's load() is told to run on
+
+    def __init__(self, cpus: list[int] | None = None, timeout_s: float = DEFAULT_CASE_TIMEOUT_S,
+                 worker_command: list[str] | None = None):
+        self.cpus = sorted(set(cpus)) if cpus else None
+        self.timeout_s = timeout_s
+        # Tests swap the worker for one that crashes on purpose; users never need to.
+        self.worker_command = worker_command or [sys.executable, "-m", WORKER_MODULE]
+        if self.cpus and hasattr(os, "sched_getaffinity"):
+            usable = os.sched_getaffinity(0)
+            outside = [c for c in self.cpus if c not in usable]
+            if outside:
+                raise DeviceError(f"CPU(s) {', '.join(map(str, outside))} are not usable here",
+                                  f"choose from {', '.join(map(str, sorted(usable)))}")
+
+    def measure(self, job: CaseJob) -> Measurement:
+        self.check_kind(job.kind)
+        spec = {"job": job.to_dict(), "device": self.runtime_device, "cpus": self.cpus}
+        with tempfile.TemporaryDirectory(prefix="mobexport-case-") as tmp:
+            job_file, result_file = Path(tmp) / "job.json", Path(tmp) / "result.json"
+            job_file.write_text(json.dumps(spec))
+            try:
+                proc = subprocess.run([*self.worker_command, str(job_file), str(result_file)],
+                                      capture_output=True, text=True, timeout=self.timeout_s)
+            except subprocess.TimeoutExpired:
+                raise CaseFailed(f"timed out after {self.timeout_s:.0f} s") from None
+            result = json.loads(result_file.read_text()) if result_file.is_file() else None
+        if result is None or not result.get("ok"):
+            raise CaseFailed(describe_failure(proc, result))
+        conditions = dict(result["conditions"])
+        if proc.returncode != 0:
+            conditions["worker_exit"] = proc.returncode
+        return Measurement(
+            samples_s=result["samples_s"],
+            warmup=result["warmup"],
+            init_s=result["init_s"],
+            peak_memory_bytes=result["peak_memory_bytes"],
+            conditions=conditions,
+            tool_versions=tool_versions(),
+        )
+
+
+def describe_failure(proc: subprocess.CompletedProcess, result: dict | None) -> str:
+    """One line on why a worker produced no measurement."""
+    if result is not None and result.get("error"):
+        return result["error"]
+    if proc.returncode < 0:
+        try:
+            name = signal.Signals(-proc.returncode).name
+        except ValueError:
+            name = f"signal {-proc.returncode}"
+        reason = f"worker crashed ({name})"
+    else:
+        reason = f"worker exited with status {proc.returncode} and no result"
+    tail = [line for line in (proc.stderr or "").strip().splitlines() if line.strip()]
+    return f"{reason}: {tail[-1][:300]}" if tail else reason
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("model name", "Hardware", "Processor")):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    if sys.platform == "darwin":
+        try:
+            return subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True,
+                                  text=True, timeout=10).stdout.strip() or platform.processor()
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return platform.processor() or platform.machine()
+
+
+def memory_total_bytes() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def host_fingerprint() -> dict:
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "machine": platform.machine(),
+        "os": f"{platform.system()} {platform.release()}",
+        "memory_bytes": memory_total_bytes(),
+    }
+
+
+class LocalDevice(SubprocessDevice):
+    """This host's CPU."""
+
+    kinds = ("onnx", "executorch", EAGER)
+
+    @property
+    def name(self) -> str:
+        return "local"
+
+    def availability(self) -> Availability:
+        return Availability(True)
+
+    def info(self) -> dict:
+        info = {"name": self.name, **host_fingerprint()}
+        if self.cpus:
+            info["cpus"] = self.cpus
+        return info

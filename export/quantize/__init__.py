@@ -1,0 +1,15 @@
+"""Quantization for every target: fp16, static int8 with calibration, int8 weights.
+
+One concept per module: ``support`` (which target does which mode),
+``calibration`` (the ``--calib`` images), ``onnx_static`` / ``onnx_weights`` /
+``onnx_fp16`` (ONNX Runtime tooling), ``pt2e_xnnpack`` (ExecuTorch),
+``coreml_compress`` (coremltools.optimize), ``tensorrt_int8`` (QDQ ONNX for
+the engine), ``sensitivity`` with ``onnx_sensitivity`` / ``pt2e_sensitivity``
+(per-layer SQNR and the float fallback), ``sizes`` (weight bytes),
+``report`` (accuracy of float vs quantized) and ``session`` (what the
+pipeline calls, in order). See docs/quantization.md.
+"""
+
+from .support import MODES, check_supported, supported_modes
+
+__all__ = ["MODES", "check_supported", "supported_modes"]

@@ -1,0 +1,231 @@
+"""Static int8 QDQ quantization of an ONNX file with ONNX Runtime, with float fallback.
+
+``onnxruntime.quantization.quantize_static`` in QDQ format: every quantized
+tensor ``t`` becomes ``DequantizeLinear(QuantizeLinear(t))``, weights are
+stored int8 with one symmetric scale per output channel, activation ranges are
+the min/max seen on the calibration inputs. ONNX Runtime fuses each
+``DQ -> op -> Q`` group into an integer kernel (QLinearConv, QGemm, ...);
+other runtimes (TensorRT, NNAPI, QNN) read the same QDQ file, which is why it
+is the format of choice over ORT's own QOperator ops.
+
+Activations are int8 and asymmetric by default (ORT's S8S8 default); for
+TensorRT they are symmetric (zero point 0), as its explicit quantization needs.
+
+Mixed precision: the fully quantized model's per-layer sensitivity is measured
+(:mod:`.onnx_sensitivity`, rule in :mod:`.sensitivity`); layers adding too
+much noise go to ``nodes_to_exclude`` and the model is quantized once more.
+
+Excluding a node alone does not make it float in QDQ form: a tensor carries a
+Q/DQ pair as long as *any* quantized neighbour asks for one, and ONNX Runtime
+re-quantizes the float weight of a Conv/Gemm whose input comes from a
+DequantizeLinear (its ``WeightBiasQuantization`` transformer, per-tensor int8,
+worse than what we had). So each chosen layer is excluded with its float
+island (:func:`float_island`): the consumers of its output (through
+data-movement ops), and for a Conv/Gemm also the producers and other consumers
+of its input, so that the layer really reads and writes float tensors. The
+island's weights are then stored int8 per channel behind a DequantizeLinear
+(:mod:`.onnx_weights`): float compute, and the file stays about 4x smaller.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mobexport.errors import QuantizationError
+
+from . import sensitivity as sens
+from .calibration import CalibrationSet
+from .onnx_weights import quantize_weights
+
+log = logging.getLogger(__name__)
+
+
+# Ops that move data without arithmetic: a float tensor stays float through them.
+DATA_MOVEMENT = {"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Slice", "Split", "Gather", "Identity",
+                 "Relu", "Clip", "MaxPool", "Pad", "Resize", "Expand", "Concat"}
+# Ops whose float weight ONNX Runtime re-quantizes (per tensor) when their input is dequantized.
+WEIGHTED = {"Conv", "ConvTranspose", "Gemm"}
+
+
+@dataclass
+class OnnxInt8Result:
+    path: Path
+    float_layers: list[sens.LayerSensitivity] = field(default_factory=list)
+    sensitivity: dict = field(default_factory=dict)
+    scheme: dict = field(default_factory=dict)
+    float_island: list[str] = field(default_factory=list)
+
+
+def float_island(model, chosen: list[str]) -> list[str]:
+    """Node names to exclude so that each ``chosen`` node computes on float tensors (see module doc)."""
+    nodes = {n.name: n for n in model.graph.node}
+    initializers = {i.name for i in model.graph.initializer}
+    producer = {out: n for n in model.graph.node for out in n.output}
+    consumers: dict[str, list] = {}
+    for n in model.graph.node:
+        for name in n.input:
+            consumers.setdefault(name, []).append(n)
+    island: list[str] = []
+
+    def add(node) -> None:
+        if node.name not in island:
+            island.append(node.name)
+
+    def downstream(tensor: str) -> None:
+        for c in consumers.get(tensor, []):
+            if c.name in island:
+                continue
+            add(c)
+            if c.op_type in DATA_MOVEMENT:
+                for out in c.output:
+                    downstream(out)
+
+    def upstream(tensor: str) -> None:
+        node = producer.get(tensor)
+        while node is not None and node.name not in island:
+            add(node)
+            for c in consumers.get(node.output[0], []):
+                add(c)
+            if node.op_type not in DATA_MOVEMENT or not node.input:
+                break
+            node = producer.get(node.input[0])
+
+    for name in chosen:
+        node = nodes.get(name)
+        if node is None:
+            continue
+        add(node)
+        for out in node.output:
+            downstream(out)
+        if node.op_type in WEIGHTED and node.input and node.input[0] not in initializers:
+            upstream(node.input[0])
+            for c in consumers.get(node.input[0], []):
+                add(c)
+    return island
+
+
+class ArrayReader:
+    """Feeds calibration inputs to ONNX Runtime's calibrator, one ``[1, 3, R, R]`` at a time."""
+
+    def __init__(self, input_name: str, inputs: np.ndarray):
+        self.input_name = input_name
+        self.inputs = inputs
+        self.index = 0
+
+    def get_next(self) -> dict | None:
+        if self.index >= len(self.inputs):
+            return None
+        x = self.inputs[self.index][None]
+        self.index += 1
+        return {self.input_name: np.ascontiguousarray(x, dtype=np.float32)}
+
+    def rewind(self) -> None:
+        self.index = 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        item = self.get_next()
+        if item is None:
+            raise StopIteration
+        return item
+
+
+def input_name_of(path: Path) -> str:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    initializers = {i.name for i in model.graph.initializer}
+    return next(i.name for i in model.graph.input if i.name not in initializers)
+
+
+def quantize_qdq(float_path: Path, out_path: Path, calibration: CalibrationSet, exclude: list[str] | None = None,
+                 symmetric_activations: bool = False) -> Path:
+    """One ``quantize_static`` run: QDQ, per-channel int8 weights, MinMax-calibrated int8 activations."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    reader = ArrayReader(input_name_of(float_path), calibration.inputs)
+    quiet = logging.getLogger("onnxruntime")
+    level, root_level = quiet.level, logging.getLogger().level
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            logging.getLogger().setLevel(max(root_level, logging.ERROR))
+            quantize_static(
+                str(float_path), str(out_path), reader,
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QInt8,
+                weight_type=QuantType.QInt8,
+                nodes_to_exclude=list(exclude or []),
+                calibrate_method=CalibrationMethod.MinMax,
+                extra_options={"ActivationSymmetric": symmetric_activations, "WeightSymmetric": True},
+            )
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        raise QuantizationError(f"ONNX Runtime int8 quantization failed: {first}",
+                                "run with --debug for the full trace, or try --quantize int8-weights") from exc
+    finally:
+        quiet.setLevel(level)
+        logging.getLogger().setLevel(root_level)
+    return Path(out_path)
+
+
+def quantize_int8(float_path: Path, out_path: Path, calibration: CalibrationSet, symmetric_activations: bool = False,
+                  threshold_db: float = sens.DEFAULT_THRESHOLD_DB, mixed_precision: bool = True) -> OnnxInt8Result:
+    """Quantize ``float_path`` to ``out_path``; layers below ``threshold_db`` stay float."""
+    from .onnx_sensitivity import measure_layers
+
+    out_path = Path(out_path)
+    scheme = {
+        "format": "QDQ",
+        "weights": "int8, symmetric, per output channel",
+        "activations": f"int8, {'symmetric' if symmetric_activations else 'asymmetric'}, per tensor, MinMax",
+        "tool": "onnxruntime.quantization.quantize_static",
+    }
+    if not mixed_precision:
+        quantize_qdq(float_path, out_path, calibration, symmetric_activations=symmetric_activations)
+        return OnnxInt8Result(out_path, scheme=scheme)
+    with tempfile.TemporaryDirectory(dir=out_path.parent, prefix=".quantize-") as tmp:
+        first = quantize_qdq(float_path, Path(tmp) / "all_int8.onnx", calibration,
+                             symmetric_activations=symmetric_activations)
+        samples = calibration.inputs[: sens.SENSITIVITY_SAMPLES]
+        layers = measure_layers(float_path, first, samples, Path(tmp))
+        chosen = sens.select_float_layers(layers, threshold_db)
+        summary = sens.summary(layers, chosen, threshold_db, len(samples))
+        island: list[str] = []
+        if chosen:
+            import onnx
+
+            island = float_island(onnx.load(str(float_path), load_external_data=False), [s.name for s in chosen])
+            log.info("int8: keeping %d layer(s) in float (%d nodes with their float island): %s", len(chosen),
+                     len(island), ", ".join(s.name for s in chosen))
+            quantize_qdq(float_path, out_path, calibration, exclude=island,
+                         symmetric_activations=symmetric_activations)
+            quantize_weights(out_path, out_path, only_nodes=set(island))
+            summary["output_sqnr_db"] = {"all_int8": round(output_sqnr(float_path, first, samples), 2),
+                                         "mixed": round(output_sqnr(float_path, out_path, samples), 2)}
+        else:
+            Path(first).replace(out_path)
+    return OnnxInt8Result(out_path, chosen, summary, scheme, island)
+
+
+def output_sqnr(float_path: Path, quantized_path: Path, inputs: np.ndarray) -> float:
+    """Logits SQNR of the quantized file against the float one, with ONNX Runtime's real kernels."""
+    import onnxruntime as ort
+
+    def run(path):
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        name = session.get_inputs()[0].name
+        return np.concatenate([session.run(None, {name: x[None]})[0] for x in inputs])
+
+    return sens.sqnr_db(run(float_path), run(quantized_path))

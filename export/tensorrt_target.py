@@ -1,0 +1,190 @@
+"""TensorRT target: an engine built from our ONNX artifact with the TensorRT Python API.
+
+The ONNX file is the one the ONNX target writes (:func:`.onnx_target.write_onnx`,
+checked by ``onnx.checker``); TensorRT 10's ONNX parser reads it into an
+explicit-batch network, the builder config enables fp16 kernels (default; or
+fp32 with ``--precision fp32``) and, for a dynamic export, one optimization
+profile spanning the model's resolution range (min, opt = the export
+resolution, max). Engines are static by default: a fixed shape gets tactics
+tuned for exactly that shape and needs no profile.
+
+An engine only builds (and runs) on an NVIDIA GPU, and belongs to the GPU
+model and TensorRT version that built it, so it is usually built on the
+deployment host anyway. ``--build-engine no`` writes the TensorRT-ready ONNX
+plus the exact ``trtexec`` command line for that host into the manifest, and
+measures the ONNX's parity here with ONNX Runtime. Without a GPU, asking for
+an engine is refused up front with a pointer to that option.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shlex
+from pathlib import Path
+
+from mobexport.config import ExportConfig
+from mobexport.devices.input_shapes import AcceptedInputs
+from mobexport.devices.onnxruntime_runner import OnnxRuntimeRunner
+from mobexport.devices.runner import Runner
+from mobexport.devices.tensorrt_runner import TensorRTRunner, nvidia_gpu
+from mobexport.errors import DeviceError, ExportError, MissingDependencyError, TargetOptionError
+
+from .onnx_target import INPUT_NAME, describe_onnx, write_onnx
+from .quantize.tensorrt_int8 import quantize_for_tensorrt
+from .target import Lowered, Target
+from .trace import TracedProgram
+
+ENGINE_NAME = "model.engine"
+ONNX_NAME = "model.onnx"
+WORKSPACE_BYTES = 4 << 30
+
+
+class TensorRTTarget(Target):
+    name = "tensorrt"
+    extra = "tensorrt"
+    file_name = ENGINE_NAME
+    # The engine itself needs `tensorrt` (checked in check_config, only when an engine is built).
+    requires = (("onnx", "onnx"), ("onnxruntime", "onnxruntime"), ("onnxscript", "onnxscript"))
+    default_dynamic = False
+
+    def __init__(self) -> None:
+        self._engine_built = False
+
+    def check_config(self, config: ExportConfig) -> None:
+        if config.target_options.get("precision") not in (None, "fp16", "fp32"):
+            raise TargetOptionError(f"unknown precision '{config.target_options['precision']}'", "use fp16 or fp32")
+        if not builds_engine(config):
+            return
+        present, why = nvidia_gpu()
+        if not present:
+            raise DeviceError(
+                f"TensorRT needs an NVIDIA GPU to build an engine, and this host has none ({why})",
+                "pass --build-engine no to write the TensorRT-ready ONNX and the trtexec command "
+                "that builds the engine on the GPU host",
+            )
+        if importlib.util.find_spec("tensorrt") is None:
+            error = MissingDependencyError("tensorrt", self.extra, "--target tensorrt")
+            error.hint = "install NVIDIA's wheels on this GPU host: pip install tensorrt (or pass --build-engine no)"
+            raise error
+
+    def engine_precision(self, config: ExportConfig) -> str:
+        if config.quantize == "int8":
+            return "int8"
+        return config.target_options.get("precision") or "fp16"
+
+    def precision_for(self, config: ExportConfig) -> str:
+        # Without an engine, parity is that of the fp32 ONNX file under ONNX Runtime.
+        return self.engine_precision(config) if builds_engine(config) else "fp32"
+
+    def lower(self, traced: TracedProgram, config: ExportConfig, out_dir: Path) -> Lowered:
+        out_dir = Path(out_dir)
+        onnx_path = write_onnx(traced, out_dir / ONNX_NAME)
+        quantization = quantize_for_tensorrt(onnx_path, config, traced.resolution)
+        precision = self.engine_precision(config)
+        shapes = profile_shapes(traced)
+        onnx_facts = describe_onnx(onnx_path)
+        details = {
+            "engine_precision": precision,
+            "profile": shapes,
+            "trtexec": trtexec_command(ONNX_NAME, ENGINE_NAME, precision, shapes),
+            "onnx_opset": onnx_facts["opset"],
+            "onnx_nodes": onnx_facts["nodes"],
+            "op_histogram": onnx_facts["op_histogram"],
+        }
+        if quantization:
+            details["quantization"] = quantization  # read (and removed) by the pipeline's quantization step
+        if not builds_engine(config):
+            self._engine_built = False
+            details["engine_built"] = False
+            return Lowered(path=onnx_path, details=details, notes=[
+                "engine not built here (--build-engine no): run the manifest's trtexec command on the GPU host; "
+                "parity is the ONNX file's under ONNX Runtime"])
+        engine_path = out_dir / ENGINE_NAME
+        details.update(build_engine(onnx_path, engine_path, precision, shapes))
+        details["engine_built"] = True
+        self._engine_built = True
+        return Lowered(path=engine_path, details=details)
+
+    def can_run_here(self) -> tuple[bool, str]:
+        if not self._engine_built:
+            return True, ""
+        present, why = nvidia_gpu()
+        return (True, "") if present else (False, f"TensorRT engines run on an NVIDIA GPU ({why})")
+
+    def load(self, path: Path, manifest: dict | None = None, device: str = "cpu") -> Runner:
+        """ONNX Runtime for the TensorRT-ready ONNX; TensorRT on the GPU for an engine (whatever ``device``)."""
+        path = Path(path)
+        accepted = AcceptedInputs.from_manifest(manifest)
+        if path.suffix == ".onnx":
+            providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else None
+            return OnnxRuntimeRunner(path, providers=providers)
+        return TensorRTRunner(path, accepted=accepted)
+
+
+def builds_engine(config: ExportConfig) -> bool:
+    return bool(config.target_options.get("build_engine", True))
+
+
+def profile_shapes(traced: TracedProgram) -> dict:
+    """Input shapes for the builder: one fixed shape, or min/opt/max of a dynamic range."""
+    def shape(size: int) -> list[int]:
+        return [1, 3, size, size]
+
+    if not traced.dynamic:
+        return {"input": INPUT_NAME, "dynamic": False, "shape": shape(traced.resolution)}
+    return {"input": INPUT_NAME, "dynamic": True, "min": shape(traced.min_resolution),
+            "opt": shape(traced.resolution), "max": shape(traced.max_resolution)}
+
+
+def trtexec_command(onnx_name: str, engine_name: str, precision: str, shapes: dict) -> str:
+    """The ``trtexec`` line that builds the same engine on the deployment host."""
+    def dims(shape: list[int]) -> str:
+        return f"{shapes['input']}:{'x'.join(str(d) for d in shape)}"
+
+    args = ["trtexec", f"--onnx={onnx_name}", f"--saveEngine={engine_name}"]
+    if precision == "int8":
+        args += ["--int8", "--fp16"]  # Q/DQ layers in int8, float-kept layers in fp16
+    elif precision == "fp16":
+        args.append("--fp16")
+    if shapes["dynamic"]:
+        args += [f"--minShapes={dims(shapes['min'])}", f"--optShapes={dims(shapes['opt'])}",
+                 f"--maxShapes={dims(shapes['max'])}"]
+    # A static ONNX input fixes its own shape: trtexec takes no shape flags for it.
+    args.append(f"--memPoolSize=workspace:{WORKSPACE_BYTES >> 20}")  # MiB, trtexec's default unit
+    return shlex.join(args)
+
+
+def build_engine(onnx_path: Path, engine_path: Path, precision: str, shapes: dict) -> dict:
+    """Parse ``onnx_path`` and build a serialized engine into ``engine_path``; facts for the manifest."""
+    import tensorrt as trt
+
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(0)  # TensorRT 10: networks are always explicit-batch
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise ExportError(f"TensorRT could not parse the ONNX file: {errors[:300]}",
+                          "export with --build-engine no and check the ONNX file with trtexec --verbose")
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, WORKSPACE_BYTES)
+    if precision in ("fp16", "int8"):
+        config.set_flag(trt.BuilderFlag.FP16)
+    if precision == "int8":
+        config.set_flag(trt.BuilderFlag.INT8)
+    if shapes["dynamic"]:
+        profile = builder.create_optimization_profile()
+        profile.set_shape(shapes["input"], tuple(shapes["min"]), tuple(shapes["opt"]), tuple(shapes["max"]))
+        config.add_optimization_profile(profile)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise ExportError("TensorRT could not build an engine from the ONNX file",
+                          "run with --debug for TensorRT's log, or try --precision fp32")
+    engine_path.write_bytes(memoryview(serialized))
+    return {
+        "gpu": nvidia_gpu()[1],
+        "tensorrt_version": trt.__version__,
+        "network_layers": network.num_layers,
+        "engine_bytes": engine_path.stat().st_size,
+    }
+

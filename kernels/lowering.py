@@ -1,0 +1,84 @@
+"""Each fused op's lowering per target, and the step that applies them before a target lowers.
+
+A rewritten program may hold ``mobexport::*`` ops. How each target gets them:
+
+* ONNX (and TensorRT, which builds from that ONNX file): an onnxscript
+  translation per op, handed to ``torch.onnx.export(...,
+  custom_translation_table=...)`` by :func:`onnx_translation_table`;
+* ExecuTorch: a decomposition into ATen ops, applied with
+  ``ExportedProgram.run_decompositions`` before ``to_edge_transform_and_lower``;
+  for the XNNPACK backend also :mod:`.xnnpack_decompositions` (ops the
+  delegate lacks), the ``portable`` backend gets the plainest form;
+* Core ML: a decomposition likewise (MIL has the plain ops; coremltools'
+  ``register_torch_op`` would add nothing measurable here).
+
+:func:`prepare_for_target` is that last step for the pipeline: a program
+without fused ops and with nothing target-specific to do is returned as is.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, replace
+from typing import Callable
+
+import torch
+
+from . import token_softmax, xnnpack_decompositions
+
+
+@dataclass(frozen=True)
+class FusedOp:
+    """A ``mobexport::`` op and how every target lowers it."""
+
+    op: torch._ops.OpOverload
+    onnx: Callable  # onnxscript translation (ONNX, TensorRT)
+    xnnpack: Callable  # ATen decomposition for ExecuTorch + XNNPACK
+    portable: Callable  # ATen decomposition for ExecuTorch's portable kernels
+    coreml: Callable  # ATen decomposition for Core ML
+
+
+FUSED_OPS: tuple[FusedOp, ...] = (
+    FusedOp(token_softmax.OP, onnx=token_softmax.onnx_translation, xnnpack=token_softmax.xnnpack_decomposition,
+            portable=token_softmax.axis_decomposition, coreml=token_softmax.axis_decomposition),
+)
+
+
+def onnx_translation_table() -> dict:
+    """``custom_translation_table`` for ``torch.onnx.export(dynamo=True)``."""
+    return {fused.op: fused.onnx for fused in FUSED_OPS}
+
+
+def decompositions(target: str, backend: str | None = None) -> dict:
+    """ATen decompositions a target needs before it lowers (empty for ONNX / TensorRT)."""
+    if target == "executorch":
+        backend = backend or "xnnpack"
+        table = {fused.op: getattr(fused, "xnnpack" if backend == "xnnpack" else "portable") for fused in FUSED_OPS}
+        if backend == "xnnpack":
+            table.update(xnnpack_decompositions.DECOMPOSITIONS)
+        return table
+    if target == "coreml":
+        return {fused.op: fused.coreml for fused in FUSED_OPS}
+    return {}
+
+
+def fused_ops_in(program: torch.export.ExportedProgram) -> set:
+    ops = {fused.op for fused in FUSED_OPS}
+    return {n.target for n in program.graph.nodes if n.op == "call_function" and n.target in ops}
+
+
+def decompose(program: torch.export.ExportedProgram, table: dict) -> torch.export.ExportedProgram:
+    """Apply only ``table`` (other ops stay as they are) when the program holds any of its ops."""
+    present = {n.target for n in program.graph.nodes if n.op == "call_function"}
+    if not table or not (present & set(table)):
+        return program
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return program.run_decompositions(table)
+
+
+def prepare_for_target(traced, target: str, options: dict | None = None):
+    """``traced`` (a :class:`~mobexport.export.trace.TracedProgram`) with its program ready for ``target``."""
+    backend = (options or {}).get("backend")
+    program = decompose(traced.program, decompositions(target, backend))
+    return traced if program is traced.program else replace(traced, program=program)

@@ -1,0 +1,141 @@
+"""ONNX quantizers on a small hand-built CNN: int8 QDQ, the float fallback, weights-only int8, fp16."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
+
+import onnx  # noqa: E402
+import onnxruntime as ort  # noqa: E402
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+from mobexport.export.quantize import sensitivity as sens  # noqa: E402
+from mobexport.export.quantize.calibration import CalibrationSet  # noqa: E402
+from mobexport.export.quantize.onnx_fp16 import convert_fp16  # noqa: E402
+from mobexport.export.quantize.onnx_static import quantize_int8  # noqa: E402
+from mobexport.export.quantize.onnx_weights import quantize_weights  # noqa: E402
+from mobexport.export.quantize.sizes import onnx_weight_bytes  # noqa: E402
+
+RES = 16
+
+
+def tiny_cnn(path, dead_channel_weight: float | None = None, seed: int = 0):
+    """Conv(3->16) Relu Conv(16->32) Relu GlobalAveragePool Flatten Gemm(32->10).
+
+    ``dead_channel_weight`` kills channel 0 of the first conv (bias -100, so its
+    Relu is always 0) and gives the second conv a huge weight on that channel.
+    The float model does not change, but every per-channel int8 scale of the
+    second conv is blown up by the useless weight and its real weights round to
+    zero: the textbook layer to keep in float.
+    """
+    rng = np.random.default_rng(seed)
+    w1 = rng.normal(0, 0.3, (16, 3, 3, 3)).astype(np.float32)
+    b1 = np.zeros(16, np.float32)
+    w2 = rng.normal(0, 0.1, (32, 16, 3, 3)).astype(np.float32)
+    w3 = rng.normal(0, 0.5, (10, 32)).astype(np.float32)
+    if dead_channel_weight is not None:
+        b1[0] = -100.0
+        w2[:, 0] = dead_channel_weight
+    inits = [numpy_helper.from_array(a, n) for a, n in
+             ((w1, "w1"), (b1, "b1"), (w2, "w2"), (np.zeros(32, np.float32), "b2"), (w3, "w3"),
+              (np.zeros(10, np.float32), "b3"))]
+    nodes = [
+        helper.make_node("Conv", ["input", "w1", "b1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+        helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], name="conv2", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c2"], ["r2"], name="relu2"),
+        helper.make_node("GlobalAveragePool", ["r2"], ["p"], name="pool"),
+        helper.make_node("Flatten", ["p"], ["f"], name="flatten"),
+        helper.make_node("Gemm", ["f", "w3", "b3"], ["logits"], name="head", transB=1),
+    ]
+    graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("input", TensorProto.FLOAT,
+                                                                             [1, 3, RES, RES])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 10])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 9
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def calibration(n: int, seed: int = 1) -> CalibrationSet:
+    x = np.random.default_rng(seed).normal(0, 1, (n, 3, RES, RES)).astype(np.float32)
+    return CalibrationSet(inputs=x, source="synthetic", resolution=RES)
+
+
+def run(path, inputs):
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return np.concatenate([session.run(None, {"input": x[None]})[0] for x in inputs])
+
+
+def ops(path) -> Counter:
+    return Counter(n.op_type for n in onnx.load(str(path)).graph.node)
+
+
+@pytest.fixture
+def float_model(tmp_path):
+    return tiny_cnn(tmp_path / "float.onnx")
+
+
+def test_int8_is_qdq_with_per_channel_weights_and_close_to_float(tmp_path, float_model):
+    result = quantize_int8(float_model, tmp_path / "int8.onnx", calibration(16))
+    model = onnx.load(str(result.path))
+    counts = ops(result.path)
+    assert counts["QuantizeLinear"] >= 3 and counts["DequantizeLinear"] >= 6
+    initializers = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    weight_dq = [n for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in initializers
+                 and initializers[n.input[0]].dtype == np.int8 and initializers[n.input[0]].ndim == 4]
+    assert {initializers[n.input[1]].shape for n in weight_dq} == {(16,), (32,)}  # one scale per output channel
+    held_out = calibration(8, seed=2).inputs
+    assert sens.sqnr_db(run(float_model, held_out), run(result.path, held_out)) > 25
+    assert result.float_layers == [] and result.sensitivity["layers_measured"] >= 3
+    assert onnx_weight_bytes(float_model) / onnx_weight_bytes(result.path) > 3.0
+
+
+def test_a_layer_int8_cannot_represent_is_kept_float_and_that_helps(tmp_path):
+    path = tiny_cnn(tmp_path / "dead.onnx", dead_channel_weight=60.0)
+    data, held_out = calibration(16), calibration(8, seed=2).inputs
+    plain = quantize_int8(path, tmp_path / "plain.onnx", data, mixed_precision=False)
+    mixed = quantize_int8(path, tmp_path / "mixed.onnx", data)
+    assert [layer.name for layer in mixed.float_layers] == ["conv2"], mixed.sensitivity
+    assert mixed.float_layers[0].sqnr_own_db < sens.DEFAULT_THRESHOLD_DB
+    others = [s for s in mixed.sensitivity["most_sensitive"] if s["name"] != "conv2"]
+    assert all(s["sqnr_own_db"] > sens.DEFAULT_THRESHOLD_DB for s in others)
+    # conv2 reads its float weight directly; the other layers are still int8.
+    model = onnx.load(str(mixed.path))
+    conv2 = next(n for n in model.graph.node if n.name == "conv2")
+    assert conv2.input[1] == "w2"
+    assert ops(mixed.path)["DequantizeLinear"] >= 4
+    reference = run(path, held_out)
+    plain_db, mixed_db = sens.sqnr_db(reference, run(plain.path, held_out)), sens.sqnr_db(reference, run(mixed.path, held_out))
+    assert plain_db < 15 and mixed_db > 25, (plain_db, mixed_db)
+
+
+def test_weights_only_stores_int8_weights_and_keeps_activations_float(tmp_path, float_model):
+    result = quantize_weights(float_model, tmp_path / "w8.onnx")
+    assert sorted(result.quantized) == ["w1", "w2", "w3"]
+    counts = ops(result.path)
+    assert counts["DequantizeLinear"] == 3 and counts["QuantizeLinear"] == 0
+    model = onnx.load(str(result.path))
+    dq_axes = {n.input[0]: next(a.i for a in n.attribute if a.name == "axis")
+               for n in model.graph.node if n.op_type == "DequantizeLinear"}
+    assert dq_axes == {"w1_int8": 0, "w2_int8": 0, "w3_int8": 0}  # Gemm transB=1: rows are output channels
+    assert onnx_weight_bytes(float_model) / onnx_weight_bytes(result.path) > 3.5
+    held_out = calibration(8, seed=2).inputs
+    assert sens.sqnr_db(run(float_model, held_out), run(result.path, held_out)) > 35
+
+
+def test_fp16_keeps_float32_io_and_matches(tmp_path, float_model):
+    facts = convert_fp16(float_model, tmp_path / "fp16.onnx")
+    model = onnx.load(str(tmp_path / "fp16.onnx"))
+    assert model.graph.input[0].type.tensor_type.elem_type == TensorProto.FLOAT
+    assert model.graph.output[0].type.tensor_type.elem_type == TensorProto.FLOAT
+    assert {i.data_type for i in model.graph.initializer if i.name.startswith("w")} == {TensorProto.FLOAT16}
+    held_out = calibration(4, seed=2).inputs
+    reference, half = run(float_model, held_out), run(tmp_path / "fp16.onnx", held_out)
+    assert np.abs(reference - half).max() < 1e-2 and sens.sqnr_db(reference, half) > 40
+    assert facts["io"].startswith("fp32")

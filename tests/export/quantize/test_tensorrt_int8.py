@@ -1,0 +1,69 @@
+"""TensorRT int8: a symmetric QDQ ONNX (zero points 0) and an engine command that reads it as int8."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
+
+import onnx  # noqa: E402
+from onnx import numpy_helper  # noqa: E402
+
+from mobexport.config import ExportConfig  # noqa: E402
+from mobexport.export.quantize.calibration import calibration_for  # noqa: E402
+from mobexport.export.quantize.tensorrt_int8 import quantize_for_tensorrt  # noqa: E402
+from mobexport.export.tensorrt_target import trtexec_command  # noqa: E402
+
+HERE = Path(__file__).parent
+
+
+def tiny_model(tmp_path):
+    spec = importlib.util.spec_from_file_location("onnx_quantize_tests", HERE / "test_onnx_quantize.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.tiny_cnn(tmp_path / "model.onnx")
+
+
+def calib_dir(tmp_path) -> Path:
+    rng = np.random.default_rng(0)
+    directory = tmp_path / "calib"
+    directory.mkdir()
+    for i in range(12):
+        Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(directory / f"{i}.png")
+    return directory
+
+
+def test_int8_onnx_for_tensorrt_is_symmetric_qdq(tmp_path):
+    path = tiny_model(tmp_path)
+    calibration_for.cache_clear()
+    config = ExportConfig(model="mobilenet_v3_small_100", target="tensorrt", quantize="int8",
+                          calib_dir=calib_dir(tmp_path), calib_samples=8)
+    facts = quantize_for_tensorrt(path, config, resolution=16)
+    assert facts["mode"] == "int8" and "symmetric" in facts["scheme"]["activations"]
+    assert facts["calibration"]["source"] == "images" and facts["calibration"]["samples"] == 8
+    model = onnx.load(str(path))
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    zero_points = [inits[n.input[2]] for n in model.graph.node
+                   if n.op_type in ("QuantizeLinear", "DequantizeLinear") and len(n.input) > 2 and n.input[2] in inits]
+    assert zero_points and all(np.all(z == 0) for z in zero_points)
+    assert all(z.dtype in (np.int8, np.int32) for z in zero_points)
+    assert facts["weights"]["ratio"] > 3.0
+
+
+def test_no_int8_no_change(tmp_path):
+    path = tiny_model(tmp_path)
+    before = path.read_bytes()
+    assert quantize_for_tensorrt(path, ExportConfig(model="mobilenet_v3_small_100", target="tensorrt",
+                                                    quantize="fp16"), 16) is None
+    assert path.read_bytes() == before
+
+
+def test_trtexec_builds_int8_with_fp16_fallback():
+    command = trtexec_command("model.onnx", "model.engine", "int8",
+                              {"input": "input", "dynamic": False, "shape": [1, 3, 96, 96]})
+    assert "--int8" in command.split() and "--fp16" in command.split()
