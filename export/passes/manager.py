@@ -81,7 +81,9 @@ def rewrite(
     """Apply ``passes`` to a traced program and re-export it with the same input constraints."""
     if not passes:
         return traced, []
-    gm = copy.deepcopy(traced.program.module())
+    with warnings.catch_warnings():  # pytree's LeafSpec deprecation, raised while copying the spec
+        warnings.simplefilter("ignore", FutureWarning)
+        gm = copy.deepcopy(traced.program.module())
     if verify_resolutions:
         verify_resolutions = [r for r in verify_resolutions if traced.accepts(r)] or [traced.resolution]
     results = run_passes(gm, passes, verify_resolutions)
