@@ -71,7 +71,7 @@ def main(argv: Sequence[str]) -> int:
     # should not surface after minutes spent on the first.
     recipes = {}
     for name in names:
-        check_request(name, args.resolution)
+        check_request(name, args.resolution, args.seed)
         recipes[name] = default_recipe(name, args.epochs).validate()
 
     console = Console()

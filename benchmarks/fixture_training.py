@@ -146,11 +146,13 @@ def default_threads() -> int:
     return 1 if busy else threads
 
 
-def check_request(model_name: str, resolution: int) -> None:
-    """Raise the CLI's one-line errors for an unknown model or a resolution it cannot take."""
+def check_request(model_name: str, resolution: int, seed: int = 0) -> None:
+    """Raise the CLI's one-line errors for an unknown model, a resolution it cannot take, or a bad seed."""
     from mobexport.models import get_spec
 
     get_spec(model_name).check_resolution(resolution)
+    if seed < 0:
+        raise FixtureError(f"seed {seed} is negative", "use a seed of 0 or more")
 
 
 # ------------------------------------------------------------------ progress
@@ -180,7 +182,8 @@ class RichReporter:
         self._progress = None
 
     def start(self, title: str, total_batches: int) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                   TimeRemainingColumn)
 
         self._progress = Progress(
             TextColumn("[bold]{task.fields[title]}[/]"), TextColumn("{task.description}"), BarColumn(),
@@ -188,7 +191,7 @@ class RichReporter:
             TimeRemainingColumn(), console=self.console, transient=True,
         )
         self._progress.start()
-        self._task = self._progress.add_task("preparing data", total=total_batches, title=title)
+        self._task = self._progress.add_task("generating images", total=total_batches, title=title)
         self._title = title
 
     def batch(self, loss: float) -> None:
@@ -281,7 +284,7 @@ def train(model_name: str, resolution: int = DEFAULT_RESOLUTION, seed: int = 0, 
     from mobexport.models import create_model, get_spec
 
     recipe = (recipe or default_recipe(model_name)).validate()
-    check_request(model_name, resolution)
+    check_request(model_name, resolution, seed)
     reporter = reporter or SilentReporter()
     spec = get_spec(model_name)
     threads = threads or default_threads()
@@ -404,7 +407,7 @@ def obtain_fixture(model_name: str, resolution: int = DEFAULT_RESOLUTION, seed: 
                    reporter: TrainingReporter | None = None, threads: int | None = None) -> FixtureOutcome:
     """The cached fixture of this key, trained first if missing (or if ``force``)."""
     recipe = (recipe or default_recipe(model_name)).validate()
-    check_request(model_name, resolution)
+    check_request(model_name, resolution, seed)
     path = fixture_path(model_name, resolution, seed, recipe, out_dir)
     if path.is_file() and not force:
         return FixtureOutcome(path, read_fixture_meta(path), trained=False)

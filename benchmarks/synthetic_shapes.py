@@ -77,7 +77,7 @@ class Split:
 # ---------------------------------------------------------------- validation
 
 
-def _check(split: str, resolution: int, n: int | None = None, start: int = 0) -> int:
+def _check(split: str, resolution: int, n: int | None = None, start: int = 0, seed: int = 0) -> int:
     if split not in SPLITS:
         raise DatasetError(f"unknown split '{split}'", f"use one of {', '.join(SPLITS)}")
     if isinstance(resolution, bool) or not isinstance(resolution, (int, np.integer)) or resolution < MIN_RESOLUTION:
@@ -87,6 +87,8 @@ def _check(split: str, resolution: int, n: int | None = None, start: int = 0) ->
         raise DatasetError(f"sample count {n} is negative", "ask for 0 or more samples")
     if start < 0:
         raise DatasetError(f"start index {start} is negative", "samples are numbered from 0")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise DatasetError(f"seed {seed!r} is not a non-negative integer", "use e.g. --seed 0")
     return SPLITS[split]
 
 
@@ -95,7 +97,7 @@ def _check(split: str, resolution: int, n: int | None = None, start: int = 0) ->
 
 def label_of(index: int, seed: int = 0, split: str = "train") -> int:
     """The class of sample ``index``: a seeded permutation of the 10 classes per block of 10."""
-    split_id = _check(split, MIN_RESOLUTION)
+    split_id = _check(split, MIN_RESOLUTION, seed=seed)
     block, slot = divmod(int(index), NUM_CLASSES)
     order = np.random.default_rng([int(seed), split_id, _LABEL_STREAM, block]).permutation(NUM_CLASSES)
     return int(order[slot])
@@ -231,7 +233,7 @@ def _foreground_colour(rng: np.random.Generator, background_mean: np.ndarray) ->
 
 def render(index: int, resolution: int, seed: int = 0, split: str = "train") -> tuple[np.ndarray, int]:
     """Sample ``index`` of ``split``: a uint8 ``[H, W, 3]`` image and its label."""
-    split_id = _check(split, resolution, start=index)
+    split_id = _check(split, resolution, start=index, seed=seed)
     label = label_of(index, seed, split)
     rng = np.random.default_rng([int(seed), split_id, int(index)])
     pixel = 1.0 / resolution
@@ -243,7 +245,7 @@ def render(index: int, resolution: int, seed: int = 0, split: str = "train") -> 
 
     name = CLASS_NAMES[label]
     size = rng.uniform(0.16, 0.3)
-    cx, cy = rng.uniform(size, 1.0 - size, 2) if size < 0.5 else (0.5, 0.5)
+    cx, cy = rng.uniform(size, 1.0 - size, 2)
     # Stripes keep their orientation class: tilt at most 15 degrees; others turn freely.
     angle = rng.uniform(-np.pi / 12, np.pi / 12) if name.startswith("stripes") else rng.uniform(0.0, 2.0 * np.pi)
     u = np.cos(angle) * (x - cx) + np.sin(angle) * (y - cy)
@@ -262,7 +264,7 @@ def render(index: int, resolution: int, seed: int = 0, split: str = "train") -> 
 
 def generate(n: int, resolution: int, seed: int = 0, split: str = "train", start: int = 0) -> Split:
     """Samples ``start .. start + n - 1`` of ``split`` as a :class:`Split`."""
-    _check(split, resolution, n, start)
+    _check(split, resolution, n, start, seed)
     images = np.empty((n, resolution, resolution, 3), dtype=np.uint8)
     labels = np.empty(n, dtype=np.int64)
     for i in range(n):
@@ -301,7 +303,7 @@ def write_png_tree(directory: str | Path, n: int, resolution: int, seed: int = 0
     """
     from PIL import Image
 
-    _check(split, resolution, n)
+    _check(split, resolution, n, seed=seed)
     directory = Path(directory)
     if directory.exists():
         raise OutputDirError(f"'{directory}' already exists", "choose a new directory or remove it first")
@@ -309,7 +311,8 @@ def write_png_tree(directory: str | Path, n: int, resolution: int, seed: int = 0
         directory.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".partial"))
     except OSError as exc:
-        raise OutputDirError(f"cannot create '{directory}': {exc.strerror}", "check the path and its permissions") from exc
+        raise OutputDirError(f"cannot create '{directory}': {exc.strerror}",
+                             "check the path and its permissions") from exc
     relative = []
     try:
         for name in CLASS_NAMES:

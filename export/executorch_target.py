@@ -51,7 +51,7 @@ class ExecuTorchTarget(Target):
         if options.get("precision") not in (None, "fp32"):
             raise TargetOptionError(
                 f"--precision {options['precision']} is not supported by the executorch target (it exports fp32)",
-                "drop --precision; for smaller programs use --quantize when it is available",
+                "drop --precision; for a smaller, faster program use --quantize int8",
             )
 
     def lower(self, traced: TracedProgram, config: ExportConfig, out_dir: Path) -> Lowered:

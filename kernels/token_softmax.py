@@ -70,3 +70,32 @@ def xnnpack_decomposition(scores: torch.Tensor) -> torch.Tensor:
 def axis_decomposition(scores: torch.Tensor) -> torch.Tensor:
     """Targets with a softmax over any axis (Core ML's MIL, ExecuTorch's portable kernels)."""
     return aten.softmax.int(scores, 1)
+
+
+def reductions_decomposition(scores: torch.Tensor) -> torch.Tensor:
+    """The ONNX lowering's arithmetic in ATen (max, subtract, exp, sum, divide over dim 1)."""
+    exps = aten.exp.default(aten.sub.Tensor(scores, aten.amax.default(scores, [1], True)))
+    return aten.div.Tensor(exps, aten.sum.dim_IntList(exps, [1], True))
+
+
+def unrolled_decomposition(scores: torch.Tensor) -> torch.Tensor:
+    """Max and sum over T as T-1 elementwise maximums/adds of [N, 1, P] slices (all XNNPACK-delegable)."""
+    tokens = scores.shape[1]
+    rows = [aten.slice.Tensor(scores, 1, t, t + 1) for t in range(tokens)]
+    peak = rows[0]
+    for row in rows[1:]:
+        peak = aten.maximum.default(peak, row)
+    exps = aten.exp.default(aten.sub.Tensor(scores, peak))
+    total = aten.slice.Tensor(exps, 1, 0, 1)
+    for t in range(1, tokens):
+        total = aten.add.Tensor(total, aten.slice.Tensor(exps, 1, t, t + 1))
+    return aten.div.Tensor(exps, total)
+
+
+# Every spelling the lowerings were chosen from (benchmarks/kernel_lowerings_benchmark.py times them).
+CANDIDATES = {
+    "reductions": reductions_decomposition,
+    "transpose_softmax": xnnpack_decomposition,
+    "softmax_axis1": axis_decomposition,
+    "unrolled": unrolled_decomposition,
+}

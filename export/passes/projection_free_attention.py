@@ -318,12 +318,19 @@ def match(softmax: torch.fx.Node) -> Site:
     scores, out, scale, bias = _probabilities(softmax)
     chain_a, chain_b, chain_v = view_chain(scores.args[0]), view_chain(scores.args[1]), view_chain(out.args[1])
     map_b, map_a = map_view(chain_b), map_view(chain_a)
-    if map_b is not None or map_a is not None:
+    if map_b is None and map_a is None:
+        return _match_self_attention(softmax, scale, bias, scores, out)
+    try:
         check(bias is None, "a bias on attention scores against a feature map")
         if map_b is not None:
             return _match_mobile_to_former(softmax, scale, scores, out, chain_a, map_b, map_view(chain_v) or chain_v)
         return _match_former_to_mobile(softmax, scale, scores, out, map_a, chain_b, chain_v)
-    return _match_self_attention(softmax, scale, bias, scores, out)
+    except Mismatch as as_bridge:
+        # A [B, N, h, c] head split can pass for a map (its h*c is an axis of the operand); try tokens.
+        try:
+            return _match_self_attention(softmax, scale, bias, scores, out)
+        except Mismatch:
+            raise as_bridge from None
 
 
 def _map_split(map_shape, heads, transposed: bool) -> torch.Tensor:
@@ -592,8 +599,7 @@ def drop_unused_constants(gm: torch.fx.GraphModule) -> int:
 
 
 def _symbolic(arg) -> bool:
-    return isinstance(arg, (torch.SymInt, torch.SymFloat)) or (
-        isinstance(arg, torch.fx.Node) and not isinstance(arg.meta.get("val"), torch.Tensor))
+    return isinstance(arg, (torch.SymInt, torch.SymFloat))
 
 
 def _flat(args):

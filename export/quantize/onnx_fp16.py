@@ -23,7 +23,27 @@ def convert_fp16(float_path: Path, out_path: Path) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         half = convert_float_to_float16(model, keep_io_types=True)
+    topological_sort(half.graph)  # the converter appends its input Casts at the end
     onnx.checker.check_model(half)
     onnx.save(half, str(out_path))
     return {"format": "float16", "weights": "fp16", "activations": "fp16", "io": "fp32 (Cast at the edges)",
             "tool": "onnxruntime.transformers.float16.convert_float_to_float16"}
+
+
+def topological_sort(graph) -> None:
+    """Reorder ``graph.node`` in place so that every node comes after the producers of its inputs."""
+    available = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}
+    pending, ordered = list(graph.node), []
+    while pending:
+        ready = [n for n in pending if all(name in available for name in n.input)]
+        if not ready:
+            raise ValueError("graph has a cycle or an input nothing produces")
+        for node in ready:
+            ordered.append(node)
+            available.update(node.output)
+        pending = [n for n in pending if all(n is not r for r in ready)]
+    copies = [type(n)() for n in ordered]
+    for copy, node in zip(copies, ordered):
+        copy.CopyFrom(node)
+    del graph.node[:]
+    graph.node.extend(copies)

@@ -1,17 +1,12 @@
-"""Per-node SQNR of a QDQ ONNX model against its float original.
+"""Per-layer int8 sensitivity of a QDQ ONNX model, measured on its float original.
 
-Both models are augmented with ONNX Runtime's own debugging helper
-(``qdq_loss_debug.modify_model_output_intermediate_tensors``) so that every
-float tensor is also a graph output, then run side by side on the same inputs
-with graph optimizations off (so the QDQ model computes exactly what its
-Q/DQ nodes say). Signal and noise powers are accumulated per tensor, one input
-at a time, so memory stays at one sample's activations.
-
-A node is a quantized layer if any of its inputs comes from a
-``DequantizeLinear``. Its input SQNR is that of the values it consumed, its
-output SQNR that of its output after its own quantize/dequantize (a fused
-activation such as a removed Relu included); see :mod:`.sensitivity` for the
-rule built on them.
+Only the float model runs: it is augmented with ONNX Runtime's own debugging
+helper (``qdq_loss_debug.modify_model_output_intermediate_tensors``) so that
+every float tensor is a graph output. Each tensor the QDQ model quantizes is
+rounded here with the scale and zero point of its ``QuantizeLinear`` and
+compared with itself, input by input; weights are compared with their
+dequantized int8 copies (``qdq_loss_debug.create_weight_matching``). See
+:mod:`.sensitivity` for why, and for the rule built on the numbers.
 """
 
 from __future__ import annotations
@@ -27,6 +22,15 @@ from . import sensitivity as sens
 SAVED_SUFFIX = "_ReshapedSavedOutput"
 RENAMED_OUTPUT = "_QuantizeLinear_Input"
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
+# Activations ONNX Runtime fuses into the op before them (its output is quantized after them).
+FUSED_ACTIVATIONS = ("Relu", "Clip")
+INT_RANGES = {np.dtype(np.int8): (-128, 127), np.dtype(np.uint8): (0, 255),
+              np.dtype(np.int16): (-32768, 32767), np.dtype(np.uint16): (0, 65535)}
+
+
+def _float_name(name: str) -> str:
+    """The float model's name of a QDQ-model tensor (ORT renames a graph output's producer)."""
+    return name[: -len(RENAMED_OUTPUT)] if name.endswith(RENAMED_OUTPUT) else name
 
 
 def _augment(path: Path, out: Path) -> Path:
@@ -68,94 +72,83 @@ def node_scope(node) -> str:
     return ""
 
 
-def _float_name(name: str) -> str:
-    """The float model's name of a QDQ-model tensor (ORT renames a graph output's producer)."""
-    return name[: -len(RENAMED_OUTPUT)] if name.endswith(RENAMED_OUTPUT) else name
+def activation_quantization(qdq_model) -> dict[str, tuple]:
+    """Float tensor name -> (scale, zero point, qmin, qmax) of every quantized activation."""
+    from onnx import numpy_helper
+
+    inits = {i.name: numpy_helper.to_array(i) for i in qdq_model.graph.initializer}
+    found = {}
+    for node in qdq_model.graph.node:
+        if node.op_type != "QuantizeLinear" or node.input[0] in inits:
+            continue
+        scale = inits.get(node.input[1])
+        zero = inits.get(node.input[2]) if len(node.input) > 2 and node.input[2] else np.zeros((), np.uint8)
+        if scale is None or zero is None or scale.size != 1:
+            continue
+        qmin, qmax = INT_RANGES.get(zero.dtype, (-128, 127))
+        found.setdefault(_float_name(node.input[0]), (float(scale), float(zero), qmin, qmax))
+    return found
 
 
-def quantized_layers(qdq_model) -> list[tuple[object, list[tuple[str, str]], tuple[str, str]]]:
-    """For each node fed by a DequantizeLinear: (node, its activation inputs, its output).
-
-    Tensors are (float-model name, QDQ-model name) pairs, the QDQ side being the
-    value after quantize/dequantize: what the node consumed, and what its
-    consumers will read. So a layer's added noise covers its weights, its
-    arithmetic and its output rounding, and every rounding is counted once.
-    """
-    initializers = {i.name for i in qdq_model.graph.initializer}
+def quantized_layers(qdq_model) -> list:
+    """Nodes fed by a DequantizeLinear: the layers static int8 quantized."""
     producer = {out: node for node in qdq_model.graph.node for out in node.output}
-    consumers: dict[str, list] = {}
-    for node in qdq_model.graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-    layers = []
-    for node in qdq_model.graph.node:
-        if node.op_type in QDQ_OPS:
-            continue
-        fed_by_dq = False
-        activations = []
-        for name in node.input:
-            if not name or name in initializers:
-                continue
-            dq = producer.get(name)
-            if dq is None or dq.op_type != "DequantizeLinear":
-                activations.append((_float_name(name), name))
-                continue
-            fed_by_dq = True
-            q = producer.get(dq.input[0])
-            if q is not None and q.op_type == "QuantizeLinear":
-                activations.append((_float_name(q.input[0]), name))
-        if not fed_by_dq:
-            continue
-        out = node.output[0]
-        after = out
-        q = next((c for c in consumers.get(out, []) if c.op_type == "QuantizeLinear"), None)
-        if q is not None:
-            dq = next((c for c in consumers.get(q.output[0], []) if c.op_type == "DequantizeLinear"), None)
-            after = dq.output[0] if dq is not None else out
-        layers.append((node, activations, (_float_name(out), after)))
-    return layers
+    return [node for node in qdq_model.graph.node if node.op_type not in QDQ_OPS
+            and any((p := producer.get(name)) is not None and p.op_type == "DequantizeLinear" for name in node.input)]
+
+
+def _output_tensor(node, consumers: dict, quantized: dict) -> str | None:
+    """The tensor whose quantization rounds ``node``'s result: its output, or that of a fused Relu/Clip."""
+    out = _float_name(node.output[0])
+    if out in quantized:
+        return out
+    users = consumers.get(node.output[0], [])
+    if len(users) == 1 and users[0].op_type in FUSED_ACTIVATIONS and users[0].output[0] in quantized:
+        return users[0].output[0]
+    return None
 
 
 def measure_layers(float_path: Path, qdq_path: Path, inputs: np.ndarray, work_dir: Path) -> list[sens.LayerSensitivity]:
-    """Per-layer sensitivity of ``qdq_path`` against ``float_path`` over ``inputs`` ``[N, 3, R, R]``."""
+    """Per-layer sensitivity of the quantization in ``qdq_path`` over ``inputs`` ``[N, 3, R, R]``."""
     import onnx
+    from onnxruntime.quantization.qdq_loss_debug import create_weight_matching
 
     from .onnx_static import input_name_of
 
-    work_dir = Path(work_dir)
-    float_session = _session(_augment(float_path, work_dir / "float_debug.onnx"))
-    qdq_session = _session(_augment(qdq_path, work_dir / "qdq_debug.onnx"))
-    input_name = input_name_of(float_path)
     qdq_model = onnx.load(str(qdq_path), load_external_data=False)
     float_model = onnx.load(str(float_path), load_external_data=False)
-    scopes = {n.name: node_scope(n) for n in float_model.graph.node}
-    layers = quantized_layers(qdq_model)
-    pairs = {pair for _, acts, out in layers for pair in [*acts, out]}
+    quantized = activation_quantization(qdq_model)
+    consumers: dict[str, list] = {}
+    for node in float_model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    float_nodes = {n.name: n for n in float_model.graph.node}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        matches = create_weight_matching(str(float_path), str(qdq_path))
+    weight_db = {name: sens.sqnr_db(m["float"], m["dequantized"]) for name, m in matches.items()}
 
-    signal: dict[tuple, float] = dict.fromkeys(pairs, 0.0)
-    noise: dict[tuple, float] = dict.fromkeys(pairs, 0.0)
-    seen: set[tuple] = set()
+    layers = []
+    for node in quantized_layers(qdq_model):
+        original = float_nodes.get(node.name)
+        if original is None:
+            continue
+        # The weight is input 1 of Conv/Gemm/MatMul (biases are input 2, and zero biases have no SQNR).
+        weight = weight_db.get(original.input[1]) if len(original.input) > 1 else None
+        layers.append((original, _output_tensor(original, consumers, quantized),
+                       sens.INFINITE_DB if weight is None else weight))
+
+    session = _session(_augment(float_path, Path(work_dir) / "float_debug.onnx"))
+    input_name = input_name_of(float_path)
+    tensors = {t for _, t, _ in layers if t is not None}
+    per_input: dict[str, list[float]] = {t: [] for t in tensors}
     for x in inputs:
-        reference = _run(float_session, input_name, x)
-        candidate = _run(qdq_session, input_name, x)
-        for pair in pairs:
-            ref, got = reference.get(pair[0]), candidate.get(pair[1])
-            if ref is None or got is None or ref.size != got.size:
-                continue
-            ref = ref.astype(np.float64).ravel()
-            signal[pair] += float(np.sum(ref ** 2))
-            noise[pair] += float(np.sum((ref - got.ravel()) ** 2))
-            seen.add(pair)
-
-    def db(pair: tuple) -> float:
-        if pair not in seen or noise[pair] == 0.0:
-            return sens.INFINITE_DB  # the graph input, or identical values: no quantization noise
-        if signal[pair] == 0.0:
-            return -sens.INFINITE_DB
-        return float(min(sens.INFINITE_DB, 10.0 * np.log10(signal[pair] / noise[pair])))
-
-    result = []
-    for node, activations, out in layers:
-        sqnr_in = min((db(a) for a in activations), default=sens.INFINITE_DB)
-        result.append(sens.layer(node.name, node.op_type, scopes.get(node.name, ""), sqnr_in, db(out)))
-    return result
+        values = _run(session, input_name, x)
+        for t in tensors:
+            if t in values:
+                v = values[t]
+                per_input[t].append(sens.sqnr_db(v, sens.fake_quantize(v, *quantized[t])))
+    return [sens.LayerSensitivity(node.name, node.op_type, node_scope(node),
+                                  sens.median_db(per_input[t]) if t is not None else sens.INFINITE_DB,
+                                  float(min(w, sens.INFINITE_DB)))
+            for node, t, w in layers]

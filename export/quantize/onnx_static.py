@@ -20,11 +20,14 @@ Q/DQ pair as long as *any* quantized neighbour asks for one, and ONNX Runtime
 re-quantizes the float weight of a Conv/Gemm whose input comes from a
 DequantizeLinear (its ``WeightBiasQuantization`` transformer, per-tensor int8,
 worse than what we had). So each chosen layer is excluded with its float
-island (:func:`float_island`): the consumers of its output (through
-data-movement ops), and for a Conv/Gemm also the producers and other consumers
-of its input, so that the layer really reads and writes float tensors. The
-island's weights are then stored int8 per channel behind a DequantizeLinear
-(:mod:`.onnx_weights`): float compute, and the file stays about 4x smaller.
+island (:func:`float_island`): for a layer whose *output* int8 represents
+badly, the consumers of that output (through data-movement ops); for a layer
+whose *weights* do, the producers and other consumers of its input, so that
+it reads a float tensor and keeps fp32 weights. The other island weights are
+stored int8 per channel behind a DequantizeLinear (:mod:`.onnx_weights`):
+float compute, and the file stays about 4x smaller, unless that costs more
+than ``ISLAND_WEIGHTS_MAX_LOSS_DB`` of logits SQNR (and leaves it below
+``ISLAND_WEIGHTS_GOOD_DB``).
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ log = logging.getLogger(__name__)
 # Ops that move data without arithmetic: a float tensor stays float through them.
 DATA_MOVEMENT = {"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Slice", "Split", "Gather", "Identity",
                  "Relu", "Clip", "MaxPool", "Pad", "Resize", "Expand", "Concat"}
+ISLAND_WEIGHTS_MAX_LOSS_DB = 1.0
+ISLAND_WEIGHTS_GOOD_DB = 30.0  # logits this close to float are fine whatever the float island would give
 # Ops whose float weight ONNX Runtime re-quantizes (per tensor) when their input is dequantized.
 WEIGHTED = {"Conv", "ConvTranspose", "Gemm"}
 
@@ -62,8 +67,11 @@ class OnnxInt8Result:
     float_island: list[str] = field(default_factory=list)
 
 
-def float_island(model, chosen: list[str]) -> list[str]:
-    """Node names to exclude so that each ``chosen`` node computes on float tensors (see module doc)."""
+def float_island(model, chosen: list[sens.LayerSensitivity]) -> tuple[list[str], set[str]]:
+    """Node names to exclude so that each chosen layer really computes in float (see module doc).
+
+    Returns (island, nodes whose weights must stay fp32).
+    """
     nodes = {n.name: n for n in model.graph.node}
     initializers = {i.name for i in model.graph.initializer}
     producer = {out: n for n in model.graph.node for out in n.output}
@@ -72,6 +80,7 @@ def float_island(model, chosen: list[str]) -> list[str]:
         for name in n.input:
             consumers.setdefault(name, []).append(n)
     island: list[str] = []
+    keep_fp32: set[str] = set()
 
     def add(node) -> None:
         if node.name not in island:
@@ -88,7 +97,7 @@ def float_island(model, chosen: list[str]) -> list[str]:
 
     def upstream(tensor: str) -> None:
         node = producer.get(tensor)
-        while node is not None and node.name not in island:
+        while node is not None:
             add(node)
             for c in consumers.get(node.output[0], []):
                 add(c)
@@ -96,18 +105,22 @@ def float_island(model, chosen: list[str]) -> list[str]:
                 break
             node = producer.get(node.input[0])
 
-    for name in chosen:
-        node = nodes.get(name)
+    for layer in chosen:
+        node = nodes.get(layer.name)
         if node is None:
             continue
         add(node)
-        for out in node.output:
-            downstream(out)
-        if node.op_type in WEIGHTED and node.input and node.input[0] not in initializers:
-            upstream(node.input[0])
-            for c in consumers.get(node.input[0], []):
-                add(c)
-    return island
+        if layer.cause == "weights":
+            keep_fp32.add(node.name)
+            # A float Conv/Gemm fed by a DequantizeLinear gets its weight re-quantized per tensor by ORT.
+            if node.op_type in WEIGHTED and node.input and node.input[0] not in initializers:
+                upstream(node.input[0])
+                for c in consumers.get(node.input[0], []):
+                    add(c)
+        else:
+            for out in node.output:
+                downstream(out)
+    return island, keep_fp32
 
 
 class ArrayReader:
@@ -179,7 +192,8 @@ def quantize_qdq(float_path: Path, out_path: Path, calibration: CalibrationSet, 
 
 
 def quantize_int8(float_path: Path, out_path: Path, calibration: CalibrationSet, symmetric_activations: bool = False,
-                  threshold_db: float = sens.DEFAULT_THRESHOLD_DB, mixed_precision: bool = True) -> OnnxInt8Result:
+                  threshold_db: float = sens.DEFAULT_THRESHOLD_DB, mixed_precision: bool = True,
+                  max_float_fraction: float = sens.MAX_FLOAT_FRACTION) -> OnnxInt8Result:
     """Quantize ``float_path`` to ``out_path``; layers below ``threshold_db`` stay float."""
     from .onnx_sensitivity import measure_layers
 
@@ -198,20 +212,27 @@ def quantize_int8(float_path: Path, out_path: Path, calibration: CalibrationSet,
                              symmetric_activations=symmetric_activations)
         samples = calibration.inputs[: sens.SENSITIVITY_SAMPLES]
         layers = measure_layers(float_path, first, samples, Path(tmp))
-        chosen = sens.select_float_layers(layers, threshold_db)
+        chosen = sens.select_float_layers(layers, threshold_db, max_float_fraction)
         summary = sens.summary(layers, chosen, threshold_db, len(samples))
         island: list[str] = []
         if chosen:
             import onnx
 
-            island = float_island(onnx.load(str(float_path), load_external_data=False), [s.name for s in chosen])
+            island, keep_fp32 = float_island(onnx.load(str(float_path), load_external_data=False), chosen)
             log.info("int8: keeping %d layer(s) in float (%d nodes with their float island): %s", len(chosen),
                      len(island), ", ".join(s.name for s in chosen))
             quantize_qdq(float_path, out_path, calibration, exclude=island,
                          symmetric_activations=symmetric_activations)
-            quantize_weights(out_path, out_path, only_nodes=set(island))
+            mixed_db = output_sqnr(float_path, out_path, samples)
+            packed = quantize_weights(out_path, Path(tmp) / "island_int8_weights.onnx",
+                                      only_nodes=set(island) - keep_fp32).path
+            packed_db = output_sqnr(float_path, packed, samples)
             summary["output_sqnr_db"] = {"all_int8": round(output_sqnr(float_path, first, samples), 2),
-                                         "mixed": round(output_sqnr(float_path, out_path, samples), 2)}
+                                         "mixed": round(mixed_db, 2), "mixed_int8_island_weights": round(packed_db, 2)}
+            summary["island_weights"] = "fp32"
+            if packed_db >= min(mixed_db - ISLAND_WEIGHTS_MAX_LOSS_DB, ISLAND_WEIGHTS_GOOD_DB):
+                Path(packed).replace(out_path)
+                summary["island_weights"] = "int8 (weights only)"
         else:
             Path(first).replace(out_path)
     return OnnxInt8Result(out_path, chosen, summary, scheme, island)

@@ -21,8 +21,10 @@ group into one integer kernel.
 Mixed precision (static mode): per-layer sensitivity (:mod:`.pt2e_sensitivity`)
 on the converted graph; layers below the threshold are filtered out of the
 quantizer's annotation (``set_filter_function``; ``set_module_name(name,
-None)`` is not supported by this quantizer) and the model is prepared,
-calibrated and converted once more.
+None)`` is not supported by this quantizer) together with, for a layer whose
+output int8 represents badly, the consumers of that output (through
+data-movement ops), which would otherwise quantize it again; then the model is
+prepared, calibrated and converted once more.
 """
 
 from __future__ import annotations
@@ -48,9 +50,45 @@ log = logging.getLogger(__name__)
 class Pt2eResult:
     traced: TracedProgram
     float_layers: list[sens.LayerSensitivity] = field(default_factory=list)
+    float_island: list[str] = field(default_factory=list)
     sensitivity: dict = field(default_factory=dict)
     scheme: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+
+
+# aten ops that move data without arithmetic: a float tensor stays float through them.
+DATA_MOVEMENT = {"view", "reshape", "_unsafe_view", "permute", "transpose", "flatten", "squeeze", "unsqueeze",
+                 "relu", "relu_", "hardtanh", "hardtanh_", "max_pool2d", "cat", "slice", "select", "expand",
+                 "contiguous", "clone", "dropout"}
+
+
+def float_island(graph, chosen: list[sens.LayerSensitivity]) -> list[str]:
+    """The chosen layers, plus the consumers of the outputs int8 represents badly (through data-movement ops).
+
+    A layer chosen for its weights only needs itself excluded: its input stays
+    quantized by its producer, and XNNPACK runs it in float on the dequantized
+    values.
+    """
+    from .pt2e_sensitivity import compute_consumers
+
+    nodes = {n.name: n for n in graph.nodes}
+    island: list[str] = []
+
+    def downstream(node) -> None:
+        for consumer in compute_consumers(node):
+            if consumer.name in island:
+                continue
+            island.append(consumer.name)
+            op = getattr(consumer.target, "__name__", str(consumer.target)).split(".")[0]
+            if op in DATA_MOVEMENT:
+                downstream(consumer)
+
+    for layer in chosen:
+        if layer.name in nodes and layer.name not in island:
+            island.append(layer.name)
+            if layer.cause == "output":
+                downstream(nodes[layer.name])
+    return island
 
 
 def make_quantizer(mode: str, excluded: set[str] | frozenset = frozenset()):
@@ -83,8 +121,17 @@ def _convert(prepared):
     return convert_pt2e(prepared)
 
 
+def output_sqnr(reference, quantized, inputs: np.ndarray) -> float:
+    """Logits SQNR of a converted graph module against its float reference, in PyTorch."""
+    with torch.no_grad():
+        ref = [reference(torch.from_numpy(x[None])) for x in inputs]
+        got = [quantized(torch.from_numpy(x[None])) for x in inputs]
+    return sens.sqnr_db(torch.cat(ref).numpy(), torch.cat(got).numpy())
+
+
 def quantize_program(traced: TracedProgram, mode: str, calibration: CalibrationSet,
-                     threshold_db: float = sens.DEFAULT_THRESHOLD_DB, mixed_precision: bool = True) -> Pt2eResult:
+                     threshold_db: float = sens.DEFAULT_THRESHOLD_DB, mixed_precision: bool = True,
+                     max_float_fraction: float = sens.MAX_FLOAT_FRACTION) -> Pt2eResult:
     """The quantized program (static at ``traced.resolution``) and what was kept in float."""
     if mode not in ("int8", "int8-weights"):
         raise QuantizationError(f"PT2E/XNNPACK does not do --quantize {mode}", "use int8 or int8-weights")
@@ -102,6 +149,7 @@ def quantize_program(traced: TracedProgram, mode: str, calibration: CalibrationS
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             excluded: set[str] = set()
+            island: list[str] = []
             prepared = _prepare_and_calibrate(traced.program.module(), mode, calibration, excluded)
             chosen: list[sens.LayerSensitivity] = []
             summary: dict = {}
@@ -112,12 +160,17 @@ def quantize_program(traced: TracedProgram, mode: str, calibration: CalibrationS
                 converted = _convert(prepared)
                 samples = calibration.inputs[: sens.SENSITIVITY_SAMPLES]
                 layers = measure_layers(reference, converted, samples)
-                chosen = sens.select_float_layers(layers, threshold_db)
+                chosen = sens.select_float_layers(layers, threshold_db, max_float_fraction)
                 summary = sens.summary(layers, chosen, threshold_db, len(samples))
                 if chosen:
-                    log.info("int8: keeping %d layer(s) in float: %s", len(chosen), ", ".join(s.name for s in chosen))
-                    excluded = {s.name for s in chosen}
+                    island = float_island(converted.graph, chosen)
+                    log.info("int8: keeping %d layer(s) in float (%d nodes with their consumers): %s", len(chosen),
+                             len(island), ", ".join(s.name for s in chosen))
+                    excluded = set(island)
+                    all_int8 = converted
                     converted = _convert(_prepare_and_calibrate(traced.program.module(), mode, calibration, excluded))
+                    summary["output_sqnr_db"] = {"all_int8": round(output_sqnr(reference, all_int8, samples), 2),
+                                                 "mixed": round(output_sqnr(reference, converted, samples), 2)}
             else:
                 converted = _convert(prepared)
             program = torch.export.export(converted, (example_input(traced.resolution),), strict=False)
@@ -128,4 +181,4 @@ def quantize_program(traced: TracedProgram, mode: str, calibration: CalibrationS
         raise QuantizationError(f"PT2E quantization for XNNPACK failed: {first}",
                                 "run with --debug for the full trace") from exc
     quantized = TracedProgram(program, traced.resolution, False, traced.resolution, traced.resolution, traced.stride)
-    return Pt2eResult(quantized, chosen, summary, scheme, notes)
+    return Pt2eResult(quantized, chosen, island, summary, scheme, notes)

@@ -1,25 +1,27 @@
 """Per-layer quantization sensitivity, and which layers to keep in float.
 
-For every quantized layer we compare its output in the quantized model with
-the same tensor in the float model, on a few calibration inputs:
+A layer is sensitive when int8 cannot represent what it computes. That is
+measured in isolation, on the float model's own values (so an early bad layer
+does not hide or blame the ones after it), for the two things static int8
+rounds:
 
-    SQNR_out = 10 log10( sum(y_float^2) / sum((y_float - y_quant)^2) )   [dB]
+* its output tensor, quantized per tensor with the scale and zero point
+  calibration chose: ``SQNR_out = 10 log10(sum(y^2) / sum((y - QDQ(y))^2))``
+  on each calibration input, then the *median* over inputs. The median matters:
+  a tensor whose range is set by a few rare inputs (a stripe pattern that makes
+  one block's activations 25x larger than usual) has a fine power-summed SQNR,
+  dominated by those inputs, while every ordinary input is crushed to a few
+  int8 levels;
+* its weights, quantized per output channel: ``SQNR_weight`` of the int8
+  weights against the float ones.
 
-That output error is the layer's inputs' error carried forward plus the error
-the layer adds itself (its weights and input rounding). Treating the two as
-independent noises of a gain-preserving layer, noise powers add, so the share
-the layer adds is
-
-    1 / SQNR_own = 1 / SQNR_out - 1 / SQNR_in          (linear power ratios)
-
-where ``SQNR_in`` is the worst SQNR among the layer's activation inputs. A layer
-whose ``SQNR_own`` is below the threshold is kept in float: excluding it removes
-exactly the noise it adds, whereas a threshold on ``SQNR_out`` alone would blame
-every layer downstream of the first bad one. When the output is no noisier than
-the input (``SQNR_out >= SQNR_in``) the layer adds nothing measurable.
-
-The backends (:mod:`.onnx_sensitivity`, :mod:`.pt2e_sensitivity`) collect the
-SQNRs; this module holds the arithmetic and the selection rule.
+``SQNR = min(SQNR_out, SQNR_weight)`` is the layer's sensitivity; a layer
+below the threshold is kept in float. What "kept in float" means for a
+backend's graph (the neighbours that would otherwise re-quantize the tensor)
+is the backend's business (:func:`.onnx_static.float_island`,
+:func:`.pt2e_xnnpack.float_island`). The backends collect the numbers
+(:mod:`.onnx_sensitivity`, :mod:`.pt2e_sensitivity`); this module holds the
+arithmetic and the selection rule.
 """
 
 from __future__ import annotations
@@ -29,14 +31,13 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-# A layer adding noise at or below -25 dB of its output signal is kept in float.
-# int8 per-channel conv/linear layers typically add noise at 30-45 dB; 25 dB
-# (error amplitude ~6% of the signal) marks a layer int8 represents badly.
+# int8 per-tensor rounding of a well-spread tensor gives 30-40 dB; below 25 dB
+# (error amplitude ~6% of the signal) the tensor is represented badly.
 DEFAULT_THRESHOLD_DB = 25.0
 # Never keep more than this share of the quantized layers in float: past it the
 # model is not really int8 any more, and the manifest should show the failure.
 MAX_FLOAT_FRACTION = 0.25
-SENSITIVITY_SAMPLES = 8
+SENSITIVITY_SAMPLES = 16
 INFINITE_DB = 200.0
 
 
@@ -47,12 +48,21 @@ class LayerSensitivity:
     name: str
     op: str
     scope: str
-    sqnr_in_db: float
-    sqnr_out_db: float
-    sqnr_own_db: float
+    sqnr_out_db: float      # its output tensor's int8 rounding (median over inputs)
+    sqnr_weight_db: float   # its weights' int8 rounding (INFINITE_DB when it has none)
+
+    @property
+    def sqnr_db(self) -> float:
+        return min(self.sqnr_out_db, self.sqnr_weight_db)
+
+    @property
+    def cause(self) -> str:
+        return "weights" if self.sqnr_weight_db < self.sqnr_out_db else "output"
 
     def to_dict(self) -> dict:
-        return {k: (round(v, 2) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+        d = {k: (round(v, 2) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+        d["sqnr_db"] = round(self.sqnr_db, 2)
+        return d
 
 
 def sqnr_db(reference: np.ndarray, candidate: np.ndarray) -> float:
@@ -60,32 +70,34 @@ def sqnr_db(reference: np.ndarray, candidate: np.ndarray) -> float:
     ref = np.asarray(reference, dtype=np.float64).ravel()
     noise = float(np.sum((ref - np.asarray(candidate, dtype=np.float64).ravel()) ** 2))
     signal = float(np.sum(ref ** 2))
-    if noise == 0.0 or not math.isfinite(noise):
-        return INFINITE_DB if noise == 0.0 else -INFINITE_DB
-    if signal == 0.0:
+    if noise == 0.0:
+        return INFINITE_DB
+    if not math.isfinite(noise) or signal == 0.0:
         return -INFINITE_DB
     return float(min(INFINITE_DB, 10.0 * math.log10(signal / noise)))
 
 
-def own_sqnr_db(sqnr_in_db: float, sqnr_out_db: float) -> float:
-    """The SQNR of the noise a layer adds itself, given its input and output SQNR."""
-    if sqnr_in_db >= INFINITE_DB:
-        return sqnr_out_db
-    added = 10.0 ** (-sqnr_out_db / 10.0) - 10.0 ** (-sqnr_in_db / 10.0)
-    if added <= 0.0:
-        return INFINITE_DB
-    return float(min(INFINITE_DB, -10.0 * math.log10(added)))
+def fake_quantize(x: np.ndarray, scale, zero_point, qmin: int, qmax: int, axis: int | None = None) -> np.ndarray:
+    """``DQ(Q(x))``: round ``x`` to the int grid of ``scale``/``zero_point`` (per tensor or along ``axis``)."""
+    x = np.asarray(x, dtype=np.float64)
+    scale = np.asarray(scale, dtype=np.float64)
+    zero_point = np.asarray(zero_point, dtype=np.float64)
+    if axis is not None and scale.ndim == 1 and scale.size > 1:
+        shape = [1] * x.ndim
+        shape[axis] = -1
+        scale, zero_point = scale.reshape(shape), zero_point.reshape(shape)
+    q = np.clip(np.round(x / scale) + zero_point, qmin, qmax)
+    return (q - zero_point) * scale
 
 
-def layer(name: str, op: str, scope: str, sqnr_in_db: float, sqnr_out_db: float) -> LayerSensitivity:
-    return LayerSensitivity(name, op, scope, float(sqnr_in_db), float(sqnr_out_db),
-                            own_sqnr_db(sqnr_in_db, sqnr_out_db))
+def median_db(values: list[float]) -> float:
+    return float(np.median(values)) if values else INFINITE_DB
 
 
 def select_float_layers(layers: list[LayerSensitivity], threshold_db: float = DEFAULT_THRESHOLD_DB,
                         max_fraction: float = MAX_FLOAT_FRACTION) -> list[LayerSensitivity]:
-    """Layers adding noise below ``threshold_db``, worst first, at most ``max_fraction`` of all layers."""
-    bad = sorted((s for s in layers if s.sqnr_own_db < threshold_db), key=lambda s: s.sqnr_own_db)
+    """Layers below ``threshold_db``, worst first, at most ``max_fraction`` of all layers."""
+    bad = sorted((s for s in layers if s.sqnr_db < threshold_db), key=lambda s: s.sqnr_db)
     limit = max(1, int(max_fraction * len(layers))) if layers else 0
     return bad[:limit]
 
@@ -93,9 +105,10 @@ def select_float_layers(layers: list[LayerSensitivity], threshold_db: float = DE
 def summary(layers: list[LayerSensitivity], chosen: list[LayerSensitivity], threshold_db: float,
             samples: int) -> dict:
     """What goes into the manifest: the rule, the counts and the most sensitive layers."""
-    worst = sorted(layers, key=lambda s: s.sqnr_own_db)[:10]
+    worst = sorted(layers, key=lambda s: s.sqnr_db)[:10]
     return {
-        "metric": "SQNR (dB) of each quantized layer's output vs float; own = the noise the layer adds itself",
+        "metric": "per layer, in isolation on float values: int8 rounding SQNR (dB) of its output tensor "
+                  "(median over inputs) and of its weights; the lower one counts",
         "threshold_db": threshold_db,
         "samples": samples,
         "layers_measured": len(layers),

@@ -93,7 +93,8 @@ class QuantizationSession:
         from .pt2e_xnnpack import quantize_program
 
         result = quantize_program(traced, self.mode, self._calibration_or_synthetic())
-        self._record_layers(result.float_layers, result.sensitivity if self.mode == "int8" else None)
+        self._record_layers(result.float_layers, result.sensitivity if self.mode == "int8" else None,
+                            result.float_island)
         self.facts["scheme"] = result.scheme
         self.facts["weights"] = sizes.comparison(sizes.program_weight_bytes(traced.program),
                                                  sizes.program_weight_bytes(result.traced.program),

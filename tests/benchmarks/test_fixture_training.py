@@ -155,6 +155,7 @@ def test_request_checks():
     ["--resolution", "32"],
     ["--epochs", "0"],
     ["--threads", "0"],
+    ["--seed", "-1"],
 ])
 def test_cli_bad_input_exits_2_without_training(argv, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(ft, "train", lambda *a, **k: pytest.fail("must not train"))

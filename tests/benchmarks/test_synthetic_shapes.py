@@ -122,8 +122,9 @@ def test_png_tree_interrupted_leaves_nothing(tmp_path, monkeypatch):
     {"resolution": 8},
     {"resolution": 32.5},
     {"n": -1},
+    {"seed": -3},
 ])
 def test_bad_requests_raise_one_line_errors(kwargs):
-    args = {"n": 2, "resolution": 32, "split": "train"} | kwargs
+    args = {"n": 2, "resolution": 32, "split": "train", "seed": 0} | kwargs
     with pytest.raises(MobexportError):
-        ss.generate(args["n"], args["resolution"], split=args["split"])
+        ss.generate(args["n"], args["resolution"], seed=args["seed"], split=args["split"])

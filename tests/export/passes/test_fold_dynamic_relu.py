@@ -8,11 +8,13 @@ import pytest
 import torch
 import torch.nn as nn
 
+from mobexport.export.passes.fold_batchnorm import FoldBatchnormPass
 from mobexport.export.passes.fold_dynamic_relu import DEFAULT_FORM, FORMS, FoldDynamicReluPass
+from mobexport.export.passes.manager import rewrite
 from mobexport.models.mobile_former import DynamicReLU, DynamicReLUHyper
 
 from .conftest import (aten, assert_same_outputs, export_dynamic, images, op_counts, outputs, reexport_dynamic,
-                       signature, unused_attributes, zoo_module)
+                       signature, unused_attributes, zoo_module, zoo_program)
 
 MAXIMUM = aten.maximum.default
 
@@ -231,3 +233,17 @@ def test_refuses_near_misses_with_the_reason(module, reason):
     assert result.rewrites == 0
     assert len(result.skipped) == 1 and reason in result.skipped[0].reason, result.skipped
     assert_same_outputs(before, outputs(gm, [x]))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("form", FORMS)
+def test_mobile_former_rewrite_keeps_dynamic_shapes(form):
+    traced = zoo_program("mobile_former_26m", 96, dynamic=True)
+    inputs = images((96, 128, 224))
+    before = outputs(traced.program.module(), inputs)
+
+    rewritten, results = rewrite(traced, [FoldBatchnormPass(), FoldDynamicReluPass(form)], verify_resolutions=[96, 128])
+
+    assert [r.rewrites for r in results] == [32, 16]
+    assert rewritten.dynamic and (rewritten.min_resolution, rewritten.max_resolution) == (96, 1024)
+    assert_same_outputs(before, outputs(rewritten.program.module(), inputs))

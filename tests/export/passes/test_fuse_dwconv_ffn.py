@@ -8,11 +8,13 @@ import torch.nn as nn
 
 from mobexport.export.passes import resolve
 from mobexport.export.passes.fold_batchnorm import FoldBatchnormPass
+from mobexport.export.passes.manager import rewrite
 from mobexport.export.passes.fuse_dwconv_ffn import ACTIVATIONS, FuseDwconvFfnPass, conv_activation_pairs
 from mobexport.models.cmt import Block
 
 from .conftest import (aten, assert_same_outputs, export_dynamic, export_static, images, op_counts, outputs,
-                       randomize_batchnorm, reexport_dynamic, signature, unused_attributes, zoo_module)
+                       randomize_batchnorm, reexport_dynamic, signature, unused_attributes, zoo_module,
+                       zoo_program)
 
 CONV = aten.conv2d.default
 ADD = aten.add.Tensor
@@ -147,3 +149,16 @@ def test_merges_any_odd_same_padded_depthwise_kernel(kernel):
     assert FuseDwconvFfnPass().run(gm).rewrites == 1
     assert op_counts(gm)[ADD] == 0
     assert_same_outputs(before, outputs(gm, [x]))
+
+
+@pytest.mark.slow
+def test_cmt_rewrite_keeps_outputs_and_dynamic_shapes_across_resolutions():
+    traced = zoo_program("cmt_ti", 64, dynamic=True)
+    inputs = images((64, 96, 160))
+    before = outputs(traced.program.module(), inputs)
+
+    rewritten, results = rewrite(traced, resolve("fold_batchnorm,fuse_dwconv_ffn"), verify_resolutions=[64, 96])
+
+    assert results[0].rewrites > 40 and len(results[0].skipped) == 18 and results[1].rewrites == 32
+    assert rewritten.dynamic and rewritten.min_resolution == 64
+    assert_same_outputs(before, outputs(rewritten.program.module(), inputs))
