@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .input_shapes import AcceptedInputs
 from .runner import Runner
 
 
@@ -19,8 +20,10 @@ class OnnxRuntimeRunner(Runner):
 
     name = "onnxruntime"
 
-    def __init__(self, path: Path, providers: list[str] | None = None, threads: int = 0, profile_dir: Path | None = None):
+    def __init__(self, path: Path, providers: list[str] | None = None, threads: int = 0,
+                 profile_dir: Path | None = None, accepted: AcceptedInputs | None = None):
         self.path = Path(path)
+        self.accepted = accepted
         self.providers = providers or ["CPUExecutionProvider"]
         self.threads = threads
         self.profile_dir = profile_dir
@@ -38,7 +41,10 @@ class OnnxRuntimeRunner(Runner):
             options.enable_profiling = True
             options.profile_file_prefix = str(Path(self.profile_dir) / "ort_profile")
         self.session = ort.InferenceSession(str(self.path), options, providers=self.providers)
-        self.input_name = self.session.get_inputs()[0].name
+        model_input = self.session.get_inputs()[0]
+        self.input_name = model_input.name
+        if self.accepted is None:
+            self.accepted = _accepted_from_shape(model_input.shape)
 
     def deactivate(self) -> None:
         self.session = None
@@ -46,7 +52,16 @@ class OnnxRuntimeRunner(Runner):
     def infer(self, x: np.ndarray) -> np.ndarray:
         if self.session is None:
             self.activate()
+        if self.accepted is not None:
+            self.accepted.check(x.shape, f"ONNX model '{self.path.name}'")
         return self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
 
     def end_profiling(self) -> str | None:
         return self.session.end_profiling() if self.session is not None and self.profile_dir else None
+
+
+def _accepted_from_shape(shape: list) -> AcceptedInputs | None:
+    """A static [N, 3, H, W] input says exactly what it takes; a symbolic one is checked by ORT itself."""
+    if len(shape) == 4 and all(isinstance(d, int) for d in shape) and shape[2] == shape[3]:
+        return AcceptedInputs.static(shape[2], batch=shape[0])
+    return None

@@ -53,6 +53,8 @@ def staging_directory(final: Path) -> Iterator[Path]:
         ) from None
     try:
         yield staging
+        # mkdtemp makes the directory private (0700); a finished artifact gets the usual umask mode.
+        os.chmod(staging, 0o777 & ~_current_umask())
         previous = None
         if final.exists():
             previous = final.with_name(f".{final.name}.old-{os.getpid()}")
@@ -63,3 +65,9 @@ def staging_directory(final: Path) -> Iterator[Path]:
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

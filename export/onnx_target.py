@@ -12,6 +12,7 @@ import warnings
 from pathlib import Path
 
 from mobexport.config import ExportConfig
+from mobexport.devices.input_shapes import AcceptedInputs
 from mobexport.devices.onnxruntime_runner import OnnxRuntimeRunner
 from mobexport.errors import ExportError
 from mobexport.kernels import onnx_translation_table
@@ -38,7 +39,7 @@ class OnnxTarget(Target):
 
     def load(self, path: Path, manifest: dict | None = None, device: str = "cpu") -> OnnxRuntimeRunner:
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else None
-        return OnnxRuntimeRunner(path, providers=providers)
+        return OnnxRuntimeRunner(path, providers=providers, accepted=AcceptedInputs.from_manifest(manifest))
 
 
 def write_onnx(traced: TracedProgram, path: Path, opset: int = OPSET) -> Path:

@@ -117,7 +117,7 @@ class TensorRTTarget(Target):
         accepted = AcceptedInputs.from_manifest(manifest)
         if path.suffix == ".onnx":
             providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else None
-            return OnnxRuntimeRunner(path, providers=providers)
+            return OnnxRuntimeRunner(path, providers=providers, accepted=accepted)
         return TensorRTRunner(path, accepted=accepted)
 
 

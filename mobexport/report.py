@@ -39,6 +39,8 @@ def step_progress(console: Console, title: str, total: int) -> Iterator[Callable
         TimeRemainingColumn(),
         console=console,
         transient=True,
+        # Piped or captured stderr gets no bar: scripts read one clean line per message.
+        disable=not console.is_terminal,
     )
     with progress:
         task = progress.add_task("starting", total=total, title=title)
@@ -126,7 +128,7 @@ def print_model_list(console: Console, pattern: str | None, measure: bool = Fals
     table = Table(title=f"mobexport zoo ({len(names)} models; targets installed here: {', '.join(here) or 'none'})")
     for column, justify in (("model", "left"), ("family", "left"), ("params", "right"),
                             ("MACs @default", "right"), ("default res", "right"), ("accepts", "left")):
-        table.add_column(column, justify=justify)
+        table.add_column(column, justify=justify, no_wrap=column in ("model", "family"))
     for name in names:
         spec = get_spec(name)
         with torch.device("meta"):

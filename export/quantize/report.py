@@ -71,8 +71,9 @@ def measure(float_fn: Callable[[np.ndarray], np.ndarray], quantized_fn: Callable
     """Top-1 (when labelled), top-1 agreement and logits SQNR of quantized against float."""
     from mobexport.benchmarks.accuracy import predict, sqnr_db, top1, top1_agreement
 
-    reference = predict(float_fn, eval_set.inputs, FLOAT_BATCH)
-    candidate = predict(quantized_fn, eval_set.inputs, 1)
+    # Held-out arrays are read-only (shared, cached); runtimes get a writable copy of each batch.
+    reference = predict(lambda x: float_fn(np.array(x)), eval_set.inputs, FLOAT_BATCH)
+    candidate = predict(lambda x: quantized_fn(np.array(x)), eval_set.inputs, 1)
     report = {
         "evaluated_on": eval_set.source,
         "samples": int(len(eval_set.inputs)),

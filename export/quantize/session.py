@@ -35,12 +35,17 @@ NEEDS_CALIBRATION = {("onnx", "int8"), ("executorch", "int8"), ("tensorrt", "int
 
 
 def resolve_config(config: ExportConfig) -> ExportConfig:
-    """Check ``--quantize`` for the target and fold fp16 into the target's precision option.
+    """Check ``--quantize`` for the target and fold it into the options the target reads.
 
     Core ML and TensorRT express fp16 as their compute precision; asking for
     fp16 together with ``--precision fp32`` is a contradiction, refused here.
+    Static int8 is exported at the calibrated resolution only (static shapes)
+    unless ``--dynamic`` is given explicitly.
     """
     support.check_supported(config.target, config.quantize)
+    if (config.target, config.quantize) in NEEDS_CALIBRATION and config.dynamic is None:
+        # Activation ranges are calibrated at one resolution: export that one unless --dynamic is asked for.
+        config = dataclasses.replace(config, dynamic=False)
     precision = config.target_options.get("precision")
     if config.target in ("coreml", "tensorrt") and config.quantize == "fp16":
         if precision == "fp32":

@@ -40,7 +40,8 @@ def test_zoo_has_every_issue_model():
 
 
 def test_list_models_filters_by_glob():
-    assert list_models("mobile_former_2*") == ["mobile_former_214m", "mobile_former_294m"]
+    assert list_models("mobile_former_2*") == ["mobile_former_214m", "mobile_former_26m", "mobile_former_294m"]
+    assert list_models("mobile_former_2?4m") == ["mobile_former_214m", "mobile_former_294m"]
     assert list_models("no_such_*") == []
 
 

@@ -1,0 +1,147 @@
+"""Export every (model, target) pair and tabulate what the manifests say.
+
+    python -m mobexport.benchmarks.export_table --models 'cmt*,deit*' --targets onnx
+    python -m mobexport.benchmarks.export_table --models mobile_former_294m,mobilenet_v3_large_100 \\
+        --targets onnx,executorch,coreml,tensorrt --resolution 224
+
+Each export runs through :func:`mobexport.export.pipeline.export_model`, exactly
+as ``mobexport --model M --target T`` does (parity-checked at the export
+resolution and one other), one after another in this process. Printed and
+written to ``OUT/export_table.{json,md}``: params (the model's) and MACs at the
+export resolution against the check table, wall time of the export, artifact
+size, the worst parity figures over the measured resolutions, and for
+ExecuTorch its delegation coverage and planned activation memory.
+
+Export time is a wall-clock figure of one run on whatever machine this is;
+it is a guide to what a user waits, not a benchmark.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from mobexport.config import ExportConfig
+from mobexport.errors import MobexportError
+from mobexport.export.pipeline import export_model
+from mobexport.manifest import Manifest
+from mobexport.models import get_spec, list_models
+from mobexport.report import human_bytes, human_count
+
+COLUMNS = ("model", "target", "res", "params", "ref params", "MACs", "ref MACs", "export s", "size",
+           "max|err|", "cosine", "top-1", "parity @", "XNNPACK", "planned mem")
+
+
+def row_of(manifest: Manifest, seconds: float) -> dict:
+    """One table row from a finished artifact's manifest."""
+    parity = manifest.parity
+    details = manifest.target_details or {}
+    return {
+        "model": manifest.model["name"],
+        "target": manifest.target,
+        "resolution": manifest.resolution["export"],
+        "dynamic": manifest.resolution["dynamic"],
+        "params": manifest.params,
+        "reference_params": manifest.model.get("reference_params"),
+        "macs": manifest.macs.get("total_macs"),
+        "reference_macs": manifest.model.get("reference_macs"),
+        "export_s": round(seconds, 2),
+        "size_bytes": manifest.artifact["size_bytes"],
+        "max_abs_error": max((p["max_abs_error"] for p in parity), default=None),
+        "cosine": min((p["cosine"] for p in parity), default=None),
+        "top1_agreement": min((p["top1_agreement"] for p in parity), default=None),
+        "parity_resolutions": [p["resolution"] for p in parity],
+        "tolerance": manifest.tolerance.get("name"),
+        "delegate_subgraphs": details.get("delegate_subgraphs"),
+        "op_coverage": details.get("op_coverage"),
+        "mac_coverage": details.get("mac_coverage"),
+        "planned_memory_bytes": details.get("planned_memory_bytes"),
+        "notes": manifest.notes,
+    }
+
+
+def _cells(row: dict) -> list[str]:
+    def ratio(ours, ref):
+        return f" ({ours / ref - 1:+.2%})" if ours and ref else ""
+
+    xnn = ("" if row["delegate_subgraphs"] is None else
+           f"{row['delegate_subgraphs']} subgr, {row['op_coverage']:.0%} ops, {row['mac_coverage']:.1%} MACs")
+    return [
+        row["model"], row["target"], str(row["resolution"]) + (" dyn" if row["dynamic"] else ""),
+        human_count(row["params"]) + ratio(row["params"], row["reference_params"]),
+        human_count(row["reference_params"]) if row["reference_params"] else "-",
+        human_count(row["macs"]) + ratio(row["macs"], row["reference_macs"]) if row["macs"] else "-",
+        human_count(row["reference_macs"]) if row["reference_macs"] else "-",
+        f"{row['export_s']:.1f}", human_bytes(row["size_bytes"]),
+        "-" if row["max_abs_error"] is None else f"{row['max_abs_error']:.2e}",
+        "-" if row["cosine"] is None else f"{row['cosine']:.6f}",
+        "-" if row["top1_agreement"] is None else f"{row['top1_agreement']:.0%}",
+        ",".join(map(str, row["parity_resolutions"])) or "not run here",
+        xnn, "" if row["planned_memory_bytes"] is None else human_bytes(row["planned_memory_bytes"]),
+    ]
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for row in rows:
+        lines.append("| " + " | ".join(_cells(row)) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m mobexport.benchmarks.export_table", description=__doc__.split("\n")[0])
+    p.add_argument("--models", default="*", help="comma-separated names or globs (default: the whole zoo)")
+    p.add_argument("--targets", default="onnx")
+    p.add_argument("--resolution", type=int, default=None, help="default: each model's own")
+    p.add_argument("--out", type=Path, default=None, help="default: a temporary directory")
+    p.add_argument("--parity-samples", type=int, default=8)
+    args = p.parse_args(argv)
+
+    models = sorted({m for pattern in args.models.split(",") for m in list_models(pattern.strip())},
+                    key=lambda m: (get_spec(m).family, get_spec(m).reference_params or 0))
+    targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+    out = args.out or Path(tempfile.mkdtemp(prefix="mobexport-export-table-"))
+    console = Console(width=max(Console().width, 200))
+    rows: list[dict] = []
+    failures: list[str] = []
+    cases = [(m, t) for m in models for t in targets]
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True)) as progress:
+        task = progress.add_task("export", total=len(cases))
+        for model, target in cases:
+            progress.update(task, description=f"{model} -> {target}")
+            config = ExportConfig(model=model, target=target, resolution=args.resolution, out_dir=out,
+                                  parity_samples=args.parity_samples,
+                                  target_options={"build_engine": False} if target == "tensorrt" else {},
+                                  command=["mobexport", "--model", model, "--target", target])
+            started = time.perf_counter()
+            try:
+                artifact = export_model(config)
+                rows.append(row_of(artifact.manifest, time.perf_counter() - started))
+            except MobexportError as exc:
+                failures.append(f"{model} -> {target}: {exc.one_line()}")
+            progress.advance(task)
+
+    table = Table(title=f"exports ({len(rows)} ok, {len(failures)} failed) into {out}")
+    for column in COLUMNS:
+        table.add_column(column, no_wrap=column in ("model", "target"))
+    for row in rows:
+        table.add_row(*_cells(row))
+    console.print(table)
+    for line in failures:
+        console.print(f"[red]failed[/] {line}")
+    (out / "export_table.json").write_text(json.dumps({"rows": rows, "failures": failures}, indent=2) + "\n")
+    (out / "export_table.md").write_text(markdown(rows))
+    console.print(f"written: {out / 'export_table.json'}, {out / 'export_table.md'}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
