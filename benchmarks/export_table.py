@@ -3,6 +3,8 @@
     python -m mobexport.benchmarks.export_table --models 'cmt*,deit*' --targets onnx
     python -m mobexport.benchmarks.export_table --models mobile_former_294m,mobilenet_v3_large_100 \\
         --targets onnx,executorch,coreml,tensorrt --resolution 224
+    python -m mobexport.benchmarks.export_table --models mobile_former_26m,mobilenet_v3_small_100 \\
+        --targets onnx,executorch --quantize none,fp16,int8 --fixtures
 
 Each export runs through :func:`mobexport.export.pipeline.export_model`, exactly
 as ``mobexport --model M --target T`` does (parity-checked at the export
@@ -11,6 +13,12 @@ written to ``OUT/export_table.{json,md}``: params (the model's) and MACs at the
 export resolution against the check table, wall time of the export, artifact
 size, the worst parity figures over the measured resolutions, and for
 ExecuTorch its delegation coverage and planned activation memory.
+
+``--fixtures`` exports each model's trained Synthetic Shapes fixture (trained
+and cached on first use, see docs/fixtures.md) at the fixture resolution, with
+calibration images drawn from the dataset's calibration split: the quantized
+rows then carry held-out top-1 of float and quantized, their agreement, the
+logits SQNR and the weight-size ratio, from the manifest's accuracy report.
 
 Export time is a wall-clock figure of one run on whatever machine this is;
 it is a guide to what a user waits, not a benchmark.
@@ -35,8 +43,9 @@ from mobexport.manifest import Manifest
 from mobexport.models import get_spec, list_models
 from mobexport.report import human_bytes, human_count
 
-COLUMNS = ("model", "target", "res", "params", "ref params", "MACs", "ref MACs", "export s", "size",
-           "max|err|", "cosine", "top-1", "parity @", "XNNPACK", "planned mem")
+COLUMNS = ("model", "target", "quant", "res", "params", "ref params", "MACs", "ref MACs", "export s", "size",
+           "max|err|", "cosine", "top-1", "parity @", "XNNPACK", "planned mem",
+           "top-1 float", "top-1 quant", "agreement", "SQNR dB", "weights x")
 
 
 def row_of(manifest: Manifest, seconds: float) -> dict:
@@ -46,6 +55,7 @@ def row_of(manifest: Manifest, seconds: float) -> dict:
     return {
         "model": manifest.model["name"],
         "target": manifest.target,
+        "quantize": manifest.quantization.get("mode", "none"),
         "resolution": manifest.resolution["export"],
         "dynamic": manifest.resolution["dynamic"],
         "params": manifest.params,
@@ -64,6 +74,19 @@ def row_of(manifest: Manifest, seconds: float) -> dict:
         "mac_coverage": details.get("mac_coverage"),
         "planned_memory_bytes": details.get("planned_memory_bytes"),
         "notes": manifest.notes,
+        **_quantization_facts(manifest.quantization),
+    }
+
+
+def _quantization_facts(q: dict) -> dict:
+    accuracy = q.get("accuracy") or {}
+    return {
+        "float_top1": accuracy.get("float_top1"),
+        "quantized_top1": accuracy.get("quantized_top1"),
+        "top1_agreement_heldout": accuracy.get("top1_agreement"),
+        "logits_sqnr_db": accuracy.get("logits_sqnr_db"),
+        "heldout_samples": accuracy.get("samples"),
+        "weights_ratio": (q.get("weights") or {}).get("ratio"),
     }
 
 
@@ -73,8 +96,11 @@ def _cells(row: dict) -> list[str]:
 
     xnn = ("" if row["delegate_subgraphs"] is None else
            f"{row['delegate_subgraphs']} subgr, {row['op_coverage']:.0%} ops, {row['mac_coverage']:.1%} MACs")
+    def pct(v):
+        return "" if v is None else f"{v:.1%}"
+
     return [
-        row["model"], row["target"], str(row["resolution"]) + (" dyn" if row["dynamic"] else ""),
+        row["model"], row["target"], row["quantize"], str(row["resolution"]) + (" dyn" if row["dynamic"] else ""),
         human_count(row["params"]) + ratio(row["params"], row["reference_params"]),
         human_count(row["reference_params"]) if row["reference_params"] else "-",
         human_count(row["macs"]) + ratio(row["macs"], row["reference_macs"]) if row["macs"] else "-",
@@ -85,7 +111,24 @@ def _cells(row: dict) -> list[str]:
         "-" if row["top1_agreement"] is None else f"{row['top1_agreement']:.0%}",
         ",".join(map(str, row["parity_resolutions"])) or "not run here",
         xnn, "" if row["planned_memory_bytes"] is None else human_bytes(row["planned_memory_bytes"]),
+        pct(row["float_top1"]), pct(row["quantized_top1"]), pct(row["top1_agreement_heldout"]),
+        "" if row["logits_sqnr_db"] is None else f"{row['logits_sqnr_db']:.1f}",
+        "" if row["weights_ratio"] is None else f"{row['weights_ratio']:.2f}",
     ]
+
+
+def _fixture_options(models: list[str], out: Path) -> dict[str, dict]:
+    """Trained checkpoint, class count, resolution and calibration images of each model's fixture."""
+    from .fixture_training import DEFAULT_RESOLUTION, RichReporter, ensure_fixture
+    from .synthetic_shapes import NUM_CLASSES, write_png_tree
+
+    calib_dir = out / "calibration-images"
+    if not calib_dir.exists():
+        # Larger than the model's input, so the model's own resize and centre crop are exercised.
+        write_png_tree(calib_dir, 256, DEFAULT_RESOLUTION + 14, seed=0, split="calib")
+    reporter = RichReporter(Console(stderr=True))
+    return {m: {"checkpoint": ensure_fixture(m, DEFAULT_RESOLUTION, reporter=reporter), "num_classes": NUM_CLASSES,
+                "resolution": DEFAULT_RESOLUTION, "calib_dir": calib_dir} for m in models}
 
 
 def markdown(rows: list[dict]) -> str:
@@ -102,6 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--resolution", type=int, default=None, help="default: each model's own")
     p.add_argument("--out", type=Path, default=None, help="default: a temporary directory")
     p.add_argument("--parity-samples", type=int, default=8)
+    p.add_argument("--quantize", default="none", help="comma-separated modes, e.g. none,fp16,int8")
+    p.add_argument("--fixtures", action="store_true",
+                   help="export each model's trained Synthetic Shapes fixture (10 classes) with calibration images")
+    p.add_argument("--calib-samples", type=int, default=128)
     args = p.parse_args(argv)
 
     models = sorted({m for pattern in args.models.split(",") for m in list_models(pattern.strip())},
@@ -111,22 +158,28 @@ def main(argv: list[str] | None = None) -> int:
     console = Console(width=max(Console().width, 200))
     rows: list[dict] = []
     failures: list[str] = []
-    cases = [(m, t) for m in models for t in targets]
+    modes = [q.strip() for q in args.quantize.split(",") if q.strip()]
+    cases = [(m, t, q) for m in models for t in targets for q in modes]
+    fixture = _fixture_options(models, out) if args.fixtures else {}
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True)) as progress:
         task = progress.add_task("export", total=len(cases))
-        for model, target in cases:
-            progress.update(task, description=f"{model} -> {target}")
-            config = ExportConfig(model=model, target=target, resolution=args.resolution, out_dir=out,
-                                  parity_samples=args.parity_samples,
+        for model, target, mode in cases:
+            progress.update(task, description=f"{model} -> {target} ({mode})")
+            extra = fixture.get(model, {})
+            config = ExportConfig(model=model, target=target, resolution=extra.get("resolution", args.resolution),
+                                  out_dir=out / mode, parity_samples=args.parity_samples, quantize=mode,
+                                  checkpoint=extra.get("checkpoint"), num_classes=extra.get("num_classes"),
+                                  calib_dir=extra.get("calib_dir") if mode != "none" else None,
+                                  calib_samples=args.calib_samples,
                                   target_options={"build_engine": False} if target == "tensorrt" else {},
-                                  command=["mobexport", "--model", model, "--target", target])
+                                  command=["mobexport", "--model", model, "--target", target, "--quantize", mode])
             started = time.perf_counter()
             try:
                 artifact = export_model(config)
                 rows.append(row_of(artifact.manifest, time.perf_counter() - started))
             except MobexportError as exc:
-                failures.append(f"{model} -> {target}: {exc.one_line()}")
+                failures.append(f"{model} -> {target} ({mode}): {exc.one_line()}")
             progress.advance(task)
 
     table = Table(title=f"exports ({len(rows)} ok, {len(failures)} failed) into {out}")

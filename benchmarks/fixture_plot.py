@@ -7,14 +7,11 @@ loss (dashed) per epoch. One colour per model.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from mobexport.errors import OutputDirError
+from .figures import save_png
 
 TARGET_TOP1 = 0.90
 
@@ -42,23 +39,4 @@ def plot_training(metas: list[dict], path: str | Path) -> Path:
     for ax in (acc_ax, loss_ax):
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    return _save(fig, Path(path))
-
-
-def _save(fig: Figure, path: Path) -> Path:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
-        os.close(fd)
-    except OSError as exc:
-        raise OutputDirError(f"cannot write plot '{path}' ({exc.strerror or exc})",
-                             "choose another path with --plot") from None
-    try:
-        FigureCanvasAgg(fig)
-        fig.savefig(tmp, dpi=110)
-        os.chmod(tmp, 0o644)  # mkstemp makes files private; a plot is for everyone
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return save_png(fig, path, hint="choose another path with --plot")

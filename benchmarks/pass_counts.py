@@ -24,7 +24,7 @@ from rich.table import Table
 
 from mobexport.export.passes import resolve, run_passes
 from mobexport.export.trace import example_input, trace
-from mobexport.models import create_model, get_spec, list_models
+from mobexport.models import create_model, get_spec, smallest_per_family
 
 aten = torch.ops.aten
 # Ops whose counts show what the passes removed.
@@ -35,15 +35,6 @@ WATCHED = {
     "chunk": aten.chunk.default,
     "maximum": aten.maximum.default,
 }
-
-
-def smallest_per_family() -> list[str]:
-    best: dict[str, str] = {}
-    for name in list_models():
-        spec = get_spec(name)
-        if spec.family not in best or spec.reference_macs < get_spec(best[spec.family]).reference_macs:
-            best[spec.family] = name
-    return sorted(best.values(), key=lambda n: get_spec(n).family)
 
 
 def count(gm: torch.fx.GraphModule) -> dict[str, int]:

@@ -38,6 +38,8 @@ from mobexport.errors import MobexportError
 from mobexport.export.artifact import Artifact
 from mobexport.manifest import write_text_atomic
 
+from .figures import save_png
+
 MODES = ("none", "int8")
 
 
@@ -152,10 +154,7 @@ def plot(rows: list[dict], path: Path, resolution: int) -> None:
     ax.set_title("int8 vs fp32 on this CPU (one process per case, interleaved rounds)")
     ax.legend()
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
+    save_png(fig, path, dpi=120, hint="choose another --out")
 
 
 if __name__ == "__main__":

@@ -64,6 +64,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--resamples", type=int, default=BOOTSTRAP_RESAMPLES,
                    help=f"bootstrap resamples (default: {BOOTSTRAP_RESAMPLES})")
     p.add_argument("--seed", type=int, default=BOOTSTRAP_SEED, help="bootstrap seed (fixed, so verdicts repeat)")
+    p.add_argument("--on-other-device", choices=("judge", "warn"), default="judge",
+                   help="when the baseline's device fingerprint differs from this run's: judge latency anyway "
+                        "(default), or report slowdowns as warnings that do not fail the run")
     p.add_argument("--markdown", type=Path, metavar="FILE", help="also write the markdown report here")
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the per-point verdicts as JSON")
     p.add_argument("--plot", type=Path, metavar="FILE",
@@ -127,7 +130,12 @@ def _compare(args, console: Console) -> int:
     report = compare(baseline.points, points_from_records(records, str(args.results)), settings)
     report.baseline_provenance = baseline.provenance
     report.current_provenance = provenance_of(records, args.results)
-    if not settings.relative and _fingerprints(baseline.provenance) != _fingerprints(report.current_provenance):
+    other_device = _fingerprints(baseline.provenance) != _fingerprints(report.current_provenance)
+    if other_device and args.on_other_device == "warn":
+        report.latency_advisory = True
+        report.warnings.append("the baseline was measured on another device: latency changes are reported, not "
+                               "failed (refresh the baseline on this device to judge them)")
+    elif other_device and not settings.relative:
         report.warnings.append("absolute mode across different device fingerprints: a speed difference between the "
                                "machines counts as a change (use relative mode, or a baseline from this device)")
 
@@ -152,8 +160,9 @@ def _compare(args, console: Console) -> int:
 
 
 def _fingerprints(provenance: dict) -> list[dict]:
-    """Device fingerprints without what may differ between runs on one machine (a pinned CPU list)."""
-    return [{k: v for k, v in d.items() if k != "cpus"} for d in provenance.get("devices") or []]
+    """What decides a device's relative speeds: its name, CPU and ISA, core count (not the OS build or a pinned list)."""
+    keys = ("name", "cpu", "cpu_id", "isa", "cores", "machine", "model", "soc", "abi", "gpu")
+    return [{k: d[k] for k in keys if k in d} for d in provenance.get("devices") or []]
 
 
 def _history(args, console: Console) -> int:

@@ -11,18 +11,15 @@ across runs.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
-from mobexport.errors import OutputDirError
 
 from .curves import CurveId
+from .figures import save_png
 from .history import History
 from .regression import PointComparison, RegressionReport, Status
 
@@ -34,24 +31,6 @@ def _setting_of(case) -> str:
     return CurveId.of(case).setting()
 
 
-def _save(fig: Figure, path: Path) -> Path:
-    """Render to a temporary file beside ``path`` and rename it into place."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
-        os.close(fd)
-    except OSError as exc:
-        raise OutputDirError(f"cannot write plot '{path}' ({exc.strerror or exc})", "choose another path with --plot") from None
-    try:
-        FigureCanvasAgg(fig)
-        fig.savefig(tmp, dpi=110)
-        os.chmod(tmp, 0o644)  # mkstemp made it private; a plot is for everyone
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def plot_comparison(report: RegressionReport, path: Path) -> Path:
@@ -110,7 +89,7 @@ def plot_comparison(report: RegressionReport, path: Path) -> Path:
     if factor is not None:
         title += f"; the reference ran {factor:.2f}× its baseline latency (cancelled out)"
     fig.suptitle(title)
-    return _save(fig, path)
+    return save_png(fig, path, hint="choose another path with --plot")
 
 
 def plot_history(history: History, path: Path) -> Path:
@@ -147,4 +126,4 @@ def plot_history(history: History, path: Path) -> Path:
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7, ncol=2)
     fig.suptitle(f"mobexport trends over {len(history.runs)} runs ({history.mode} mode)")
-    return _save(fig, path)
+    return save_png(fig, path, hint="choose another path with --plot")

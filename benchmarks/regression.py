@@ -164,6 +164,8 @@ class RegressionReport:
     point_confidence: float = 0.95  # each point's interval level after the multiple-comparison correction
     run_spread: tuple[float, int] | None = None  # pooled log sd of the baseline's runs and its degrees of freedom
     baseline_runs: int = 1
+    # Latency verdicts are shown but do not fail the run (baseline from another device, --on-other-device warn).
+    latency_advisory: bool = False
 
     def detectable_change(self) -> float | None:
         """The smallest slowdown factor a multi-run baseline can tell from its own
@@ -186,7 +188,8 @@ class RegressionReport:
 
     @property
     def exit_status(self) -> int:
-        return 1 if self.regressions else 0
+        failing = [p for p in self.regressions if not (self.latency_advisory and p.status is Status.REGRESSED)]
+        return 1 if failing else 0
 
     def machine_factor(self) -> float | None:
         """Median over resolutions of current/baseline reference latency (relative mode)."""

@@ -8,10 +8,10 @@ and the interpolated crossing resolution. Latency panels show the bootstrap
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from .curve_table import METRICS, crossovers, setting_key, setting_label
+from .figures import save_png
 
 
 def plot_sweep(rows: list[dict], out_dir: Path, baseline: str | None, title: str = "") -> list[Path]:
@@ -39,12 +39,7 @@ def plot_sweep(rows: list[dict], out_dir: Path, baseline: str | None, title: str
                    "all targets" if metric == "gmacs" else setting_label(setting))
         fig.suptitle(f"{title}: {label} vs input resolution" if title else f"{label} vs input resolution")
         fig.tight_layout()
-        path = Path(out_dir) / file_name
-        tmp = path.with_name(f".{path.stem}.tmp.png")
-        fig.savefig(tmp, dpi=120)
-        plt.close(fig)
-        os.replace(tmp, path)
-        written.append(path)
+        written.append(save_png(fig, Path(out_dir) / file_name, dpi=120, hint="choose another --out"))
     return written
 
 

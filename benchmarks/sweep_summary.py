@@ -44,7 +44,7 @@ def markdown(rows: list[dict], baseline: str | None, *, title: str, device_info:
     device = device_info.get("name", "?")
     described = ", ".join(f"{k}: {v}" for k, v in device_info.items() if k not in ("name", "max_freq_khz"))
     lines += [f"- **device**: {device} ({described})"]
-    lines += [f"- **tools**: " + ", ".join(f"{k} {v}" for k, v in sorted(tool_versions.items()) if k != "platform")]
+    lines += ["- **tools**: " + ", ".join(f"{k} {v}" for k, v in sorted(tool_versions.items()) if k != "platform")]
     if policy:
         lines += [f"- **measuring**: warmup ≥ {policy['min_warmup']} runs and ≥ {policy['warmup_time_s']} s, then "
                   f"≥ {policy['min_iters']} samples and ≥ {policy['min_time_s']} s of inference "

@@ -111,9 +111,41 @@ def memory_total_bytes() -> int | None:
         return None
 
 
+# Instruction-set extensions that change which kernels a runtime picks (and so relative speeds).
+ISA_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_tile", "neon", "asimd",
+             "asimddp", "sve")
+
+
+def cpu_identity() -> dict:
+    """CPU family/model/stepping and the ISA extensions from /proc/cpuinfo (empty elsewhere).
+
+    Virtual machines often mask the model name ("AMD EPYC"); these tell CPU generations apart.
+    """
+    fields: dict[str, str] = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key in ("cpu family", "model", "stepping", "flags", "Features", "CPU part") and key not in fields:
+                fields[key] = value.strip()
+            if not line.strip() and fields:
+                break
+    except OSError:
+        return {}
+    identity = {}
+    ident = " ".join(f"{k} {fields[k]}" for k in ("cpu family", "model", "stepping", "CPU part") if k in fields)
+    if ident:
+        identity["cpu_id"] = ident
+    flags = set((fields.get("flags") or fields.get("Features") or "").split())
+    if flags:
+        identity["isa"] = " ".join(f for f in ISA_FLAGS if f in flags)
+    return identity
+
+
 def host_fingerprint() -> dict:
     return {
         "cpu": cpu_model(),
+        **cpu_identity(),
         "cores": os.cpu_count(),
         "machine": platform.machine(),
         "os": f"{platform.system()} {platform.release()}",

@@ -1,7 +1,7 @@
 """The model zoo: families, registry and checkpoint loading."""
 
 from .checkpoint import LoadReport, load_checkpoint, read_state_dict
-from .registry import create_model, get_spec, list_models, register_model
+from .registry import create_model, get_spec, list_models, register_model, smallest_per_family
 from .spec import ModelSpec, ResolutionRange
 
 __all__ = [
@@ -14,4 +14,5 @@ __all__ = [
     "load_checkpoint",
     "read_state_dict",
     "register_model",
+    "smallest_per_family",
 ]

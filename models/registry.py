@@ -78,6 +78,16 @@ def list_models(pattern: str | None = None) -> list[str]:
     return names
 
 
+def smallest_per_family() -> list[str]:
+    """The variant with the fewest reference MACs of each family, in family order: the zoo at its cheapest."""
+    best: dict[str, str] = {}
+    for name in list_models():
+        spec = get_spec(name)
+        if spec.family not in best or spec.reference_macs < get_spec(best[spec.family]).reference_macs:
+            best[spec.family] = name
+    return [best[family] for family in sorted(best)]
+
+
 def _entry(name: str) -> _Entry:
     _load_families()
     try:

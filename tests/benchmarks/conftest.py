@@ -12,6 +12,7 @@ scales chosen (model, resolution) points only (a real regression).
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -62,7 +63,7 @@ def synthetic_records(seed: int = 0, *, cv: float = 0.07, samples: int = 60, mac
     return records
 
 
-def write_results(path, records) -> "Path":
+def write_results(path, records) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.unlink(missing_ok=True)
     for record in records:

@@ -221,3 +221,16 @@ def test_baseline_from_several_runs_reports_its_detectable_change(make_results, 
     assert "too noisy to catch the minimum effect" in text  # drift 0.3: nothing below ~2x stands out
     status, _, err = run(capsys, "--baseline", path, "--results", runs[0], runs[1])
     one_line_error(status, err, "compare one results file at a time")
+
+
+def test_on_other_device_warn_reports_a_slowdown_without_failing(baseline, make_results, capsys):
+    slowed = {("mobile_former_294m", 160): 1.3}
+    results = make_results("other", seed=1, slowdown=slowed)
+    results.write_text(results.read_text().replace("Synthetic CPU @ 3 GHz", "Another CPU @ 1 GHz"))
+    status, out, _ = run(capsys, "--baseline", baseline, "--results", results, "--no-plot", "--on-other-device", "warn")
+    flat = out.replace("\n", " ")
+    assert status == 0 and "mobile_former_294m/onnx@160" in flat and "measured on another device" in flat
+    # Judged by default, and on the same device 'warn' changes nothing.
+    assert run(capsys, "--baseline", baseline, "--results", results, "--no-plot")[0] == 1
+    same = make_results("same", seed=1, slowdown=slowed)
+    assert run(capsys, "--baseline", baseline, "--results", same, "--no-plot", "--on-other-device", "warn")[0] == 1

@@ -10,21 +10,12 @@ import pytest
 
 from mobexport.config import ExportConfig
 from mobexport.export.pipeline import export_model
-from mobexport.models import get_spec, list_models
+from mobexport.models import get_spec, list_models, smallest_per_family
 
 pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
 
 
-def smallest_per_family() -> set[str]:
-    best: dict[str, str] = {}
-    for name in list_models():
-        spec = get_spec(name)
-        if spec.family not in best or spec.reference_macs < get_spec(best[spec.family]).reference_macs:
-            best[spec.family] = name
-    return set(best.values())
-
-
-FAST = smallest_per_family()
+FAST = set(smallest_per_family())
 CASES = [n if n in FAST else pytest.param(n, marks=pytest.mark.slow) for n in list_models()]
 
 

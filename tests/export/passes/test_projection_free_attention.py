@@ -9,7 +9,7 @@ import torch.nn as nn
 from mobexport.export.passes import resolve
 from mobexport.export.passes.projection_free_attention import VIEW_OPS, ProjectionFreeAttentionPass
 from mobexport.kernels import token_softmax
-from mobexport.models import cmt, mobile_former, vit
+from mobexport.models import mobile_former, vit
 
 from .conftest import (aten, assert_same_outputs, export_dynamic, export_static, images, op_counts, outputs,
                        reexport_dynamic, signature, unused_attributes, zoo_module)
