@@ -84,7 +84,13 @@ class ExecuTorchRunner(Runner):
         if self.method is None:
             self.activate()
         self.accepted.check(x.shape, f"ExecuTorch program '{self.path.name}'")
-        outputs = self.method.execute([torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))])
+        try:
+            outputs = self.method.execute([torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))])
+        except RuntimeError as exc:
+            # The runtime's own words are a status code; its log above says which delegate call failed.
+            first = (str(exc).strip().splitlines() or ["no message"])[0]
+            raise DeviceError(f"the ExecuTorch runtime failed to run '{self.path.name}' ({first})",
+                              "export without --quantize, or with --backend portable, and report this") from exc
         return outputs[0].detach().numpy().copy()
 
     def memory(self) -> dict:
