@@ -28,7 +28,7 @@ def save_png(fig: Figure, path: str | Path, dpi: int = 110, hint: str = "choose 
     except OSError as exc:
         raise OutputDirError(f"cannot write plot '{path}' ({exc.strerror or exc})", hint) from None
     try:
-        if fig.canvas is None or not isinstance(fig.canvas, FigureCanvasAgg):
+        if not isinstance(fig.canvas, FigureCanvasAgg):
             FigureCanvasAgg(fig)
         fig.savefig(tmp, dpi=dpi)
         os.chmod(tmp, 0o644)  # mkstemp made it private; a plot is for everyone

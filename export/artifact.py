@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Iterator
 
 from mobexport.errors import OutputDirError
-from mobexport.manifest import MANIFEST_NAME, Manifest, sha256_tree
+from mobexport.manifest import MANIFEST_NAME, Manifest, current_umask, sha256_tree
 
 
 @dataclass
@@ -54,7 +54,7 @@ def staging_directory(final: Path) -> Iterator[Path]:
     try:
         yield staging
         # mkdtemp makes the directory private (0700); a finished artifact gets the usual umask mode.
-        os.chmod(staging, 0o777 & ~_current_umask())
+        os.chmod(staging, 0o777 & ~current_umask())
         previous = None
         if final.exists():
             previous = final.with_name(f".{final.name}.old-{os.getpid()}")
@@ -65,9 +65,3 @@ def staging_directory(final: Path) -> Iterator[Path]:
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

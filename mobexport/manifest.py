@@ -137,6 +137,13 @@ def size_of(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
+def current_umask() -> int:
+    """The process umask (read by setting and restoring it: there is no getter)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_text_atomic(path: Path, text: str) -> Path:
     """Write via a temporary file in the same directory and rename into place."""
     path = Path(path)
@@ -145,9 +152,7 @@ def write_text_atomic(path: Path, text: str) -> Path:
         with os.fdopen(fd, "w") as f:
             f.write(text)
         # mkstemp creates the file 0600; the written file gets the usual umask mode.
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
