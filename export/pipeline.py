@@ -107,7 +107,10 @@ def export_model(config: ExportConfig, on_step: StepCallback | None = None) -> A
             with target.load(lowered.path, device="cpu") as runner:
                 for res in resolutions:
                     step("parity")
-                    reports.append(parity.measure(eager_fn(model), runner.infer, res, tolerance, config.parity_samples))
+                    images = quant.parity_inputs(res, config.parity_samples)
+                    inputs, source = images if images else (None, parity.RANDOM_INPUTS)
+                    reports.append(parity.measure(eager_fn(model), runner.infer, res, tolerance,
+                                                  config.parity_samples, inputs=inputs, inputs_source=source))
                 if quant.active:
                     step("accuracy")
                     quant.measure_accuracy(eager_fn(model), runner.infer, config.checkpoint)

@@ -9,6 +9,8 @@ quantization happens:
 * ``quantize_artifact`` (after lowering): ONNX and Core ML rewrite the file the
   target wrote; TensorRT quantizes its ONNX inside ``lower`` (the engine is
   built from it) and hands its facts back in ``Lowered.details``;
+* ``parity_inputs``: the images parity judges a calibrated artifact on
+  (calibration-like ones, not noise: ranges fitted to real images clip noise);
 * ``measure_accuracy``: float vs quantized on held-out or calibration-like
   images (:mod:`.report`).
 
@@ -20,6 +22,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 from pathlib import Path
+
+import numpy as np
 
 from mobexport.config import ExportConfig
 from mobexport.errors import QuantizationError
@@ -157,7 +161,34 @@ class QuantizationSession:
                                                  "float program constants vs the package's weight files")
         return lowered
 
-    # ---------------------------------------------------------------- accuracy
+    # ---------------------------------------------------------------- parity and accuracy
+
+    def parity_inputs(self, resolution: int, samples: int) -> tuple[np.ndarray, str] | None:
+        """Calibration-distribution images for parity, or None where noise is the right input.
+
+        An artifact calibrated on ``--calib`` images has activation ranges
+        fitted to those images; random-normal inputs reach far outside them and
+        clip, so parity on noise would judge a distribution nobody deploys on.
+        Held-back images come first (the ranges were not fitted to them), then
+        the calibration images; at another resolution they are resized
+        bilinearly (a dynamic int8 export's second parity point).
+        """
+        if not self.active or self.calibration is None or self.calibration.synthetic:
+            return None
+        calib = self.calibration
+        if calib.heldback is not None and len(calib.heldback):
+            pool, source = calib.heldback, "calibration images held back from calibration"
+        else:
+            pool, source = calib.inputs, "the calibration images"
+        x = np.ascontiguousarray(pool[:samples], dtype=np.float32)
+        if resolution != calib.resolution:
+            import torch
+
+            x = torch.nn.functional.interpolate(torch.from_numpy(x), size=(resolution, resolution),
+                                                mode="bilinear", align_corners=False).numpy()
+            source += f", resized {calib.resolution} -> {resolution}"
+        return x, source
+
 
     def measure_accuracy(self, float_fn, quantized_fn, checkpoint: Path | None) -> None:
         eval_set = report.evaluation_set(self.spec.name, self.resolution, checkpoint, self.calibration)

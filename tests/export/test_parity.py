@@ -41,3 +41,24 @@ def test_nan_output_fails():
 def test_shape_mismatch_is_an_error():
     with pytest.raises(ParityError, match="shape"):
         parity.compare(np.ones((2, 3)), np.ones((2, 4)), 96, parity.FP32)
+
+
+def test_measure_uses_the_given_inputs_and_names_them():
+    seen = []
+
+    def reference(x):
+        seen.append(x.copy())
+        return x.reshape(1, -1)[:, :10]
+
+    images = np.arange(2 * 3 * 8 * 8, dtype=np.float32).reshape(2, 3, 8, 8)
+    report = parity.measure(reference, lambda x: x.reshape(1, -1)[:, :10] + 1e-6, 8, parity.FP32,
+                            inputs=images, inputs_source="held-out images")
+    assert report.passed and report.samples == 2 and report.inputs == "held-out images"
+    assert "(held-out images)" in report.describe()
+    np.testing.assert_array_equal(np.concatenate(seen), images)
+
+
+def test_measure_defaults_to_noise_inputs():
+    report = parity.measure(lambda x: x.reshape(1, -1)[:, :5], lambda x: x.reshape(1, -1)[:, :5], 16,
+                            parity.FP32, samples=3)
+    assert report.samples == 3 and report.inputs == parity.RANDOM_INPUTS and report.max_abs_error == 0

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from mobexport.benchmarks import fixture_training as ft
@@ -72,6 +73,7 @@ def test_onnx_int8_from_the_cli(capsys, tmp_path, reduced_fixture, calib_dir):
     assert q["weights"]["ratio"] > 3.0  # int8 weights, measured from the file's initializers
     manifest = manifest_of(out, "onnx")
     assert manifest["tolerance"]["name"] == "int8" and all(p["passed"] for p in manifest["parity"])
+    assert all(p["inputs"] == "calibration images held back from calibration" for p in manifest["parity"])
     assert manifest["target_details"]["op_histogram"]["QuantizeLinear"] > 10
     for row in ("quantization", "calibration", "accuracy", "weights", "float layers"):
         assert row in printed.out
@@ -102,6 +104,26 @@ def test_without_calibration_images_the_manifest_says_synthetic(caplog):
     assert "random noise" in session.facts["calibration"]["warning"]
     assert any("synthetic noise" in note for note in session.notes)
     assert "no --calib DIR given" in caplog.text
+
+
+def test_parity_judges_a_calibrated_artifact_on_calibration_like_images(calib_dir):
+    calibration_for.cache_clear()
+    config = ExportConfig(model=SMALL, target="onnx", quantize="int8", calib_dir=calib_dir, calib_samples=24)
+    session = QuantizationSession.start(config, get_spec(SMALL), RES)
+    inputs, source = session.parity_inputs(RES, 4)
+    assert inputs.shape == (4, 3, RES, RES) and source.startswith("calibration images held back")
+    np.testing.assert_array_equal(inputs, session.calibration.heldback[:4])
+    resized, source = session.parity_inputs(RES + 32, 2)
+    assert resized.shape == (2, 3, RES + 32, RES + 32) and source.endswith(f"resized {RES} -> {RES + 32}")
+
+
+def test_parity_stays_on_noise_without_calibration_images():
+    calibration_for.cache_clear()
+    synthetic = QuantizationSession.start(ExportConfig(model=SMALL, target="onnx", quantize="int8", calib_samples=4),
+                                          get_spec(SMALL), 64)
+    weights_only = QuantizationSession.start(ExportConfig(model=SMALL, target="onnx", quantize="int8-weights"),
+                                             get_spec(SMALL), 64)
+    assert synthetic.parity_inputs(64, 4) is None and weights_only.parity_inputs(64, 4) is None
 
 
 def test_modes_without_calibration_ignore_calib_with_a_note(calib_dir):
