@@ -75,6 +75,8 @@ def parser() -> argparse.ArgumentParser:
     where.add_argument("--max-iters", type=int, help="at most this many samples per case (default: 1000)")
     where.add_argument("--warmup-time", type=float, help="seconds of warmup per case (default: 0.5)")
     where.add_argument("--case-timeout", type=float, default=1800.0, help="seconds before a case counts as hung (default: 1800)")
+    where.add_argument("--export-jobs", type=int, default=1, metavar="N",
+                       help="export N cases at once in worker processes; nothing is timed meanwhile (default: 1)")
     where.add_argument("--seed", type=int, default=0, help="seed of the case order shuffle (default: 0)")
     where.add_argument("--no-shuffle", action="store_true", help="measure cases in the listed order")
     android = p.add_argument_group("Android (adb)")
@@ -193,6 +195,8 @@ def main(argv: Sequence[str]) -> int:
             console.print(f"[bold]{name}[/]: {description}", highlight=False)
         return 0
     plan, policy, options, device_spec, title = settings_from(args)
+    if args.export_jobs < 1:
+        raise BenchmarkError(f"--export-jobs must be at least 1, not {args.export_jobs}", "pass --export-jobs 1 or more")
     device = get_device(device_spec, options)
     device.require()
     plan.device = device.name
@@ -206,7 +210,7 @@ def main(argv: Sequence[str]) -> int:
     stopped: MobexportError | None = None
     with device:
         try:
-            outcome = run_sweep(plan, device, out_dir, policy, console=err_console)
+            outcome = run_sweep(plan, device, out_dir, policy, console=err_console, export_jobs=args.export_jobs)
         except MobexportError as exc:  # the device went away: keep and report what was finished
             stopped = exc
             outcome = None

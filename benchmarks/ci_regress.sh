@@ -45,7 +45,7 @@ fi
 sweep() {
     rm -f "$out/results.jsonl"
     set +e
-    mobexport bench --models "$MODELS" --targets onnx --resolutions "$RESOLUTIONS" --out "$out"
+    mobexport bench --models "$MODELS" --targets onnx --resolutions "$RESOLUTIONS" --export-jobs 2 --out "$out"
     local status=$?
     set -e
     if [ "$status" -ne 0 ] && [ "$status" -ne 1 ]; then

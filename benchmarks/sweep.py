@@ -3,7 +3,10 @@
 Two phases, each with a progress bar and ETA:
 
 1. **export** every case's artifact with the pipeline (or reuse it), in this
-   process; an export that fails records the case as failed;
+   process, or with ``export_jobs > 1`` in that many worker processes at once
+   (tracing and ONNX/ExecuTorch lowering are single-threaded Python: on 2
+   cores two exports run in about the time of one; nothing is timed during
+   this phase); an export that fails records the case as failed;
 2. **measure** every case on the device, in the plan's shuffled order (for the
    local CPU: one subprocess per case). A case that fails is recorded with its
    error and the sweep goes on; a device error (phone unplugged) stops it.
@@ -15,7 +18,9 @@ measured successfully are skipped (failed ones are retried).
 
 from __future__ import annotations
 
+import concurrent.futures
 import gc
+import multiprocessing
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,9 +90,54 @@ def _progress(console: Console) -> Progress:
                     console=console, transient=False)
 
 
+def _prepare_in_worker(prepare_case: Prepare, case: CaseKey, out_dir: Path) -> tuple[Prepared | None, str | None]:
+    """One export in a worker process; the error travels back as its first line (exceptions may not unpickle)."""
+    try:
+        return prepare_case(case, out_dir), None
+    except Exception as exc:
+        return None, first_line(exc)
+
+
+def _export_all(todo: list[CaseKey], out_dir: Path, prepare_case: Prepare, jobs: int, progress: Progress, task):
+    """Yield (case, Prepared or None, error or None, seconds) as each export finishes."""
+    if jobs <= 1:
+        for case in todo:
+            label = case.label()
+            progress.update(task, description=label)
+            started = time.perf_counter()
+            try:
+                prepared = prepare_case(case, out_dir,
+                                        on_step=lambda step: progress.update(task, description=f"{label}: {step}"))
+            except Exception as exc:  # this case's export failed; the others may not
+                yield case, None, first_line(exc), time.perf_counter() - started
+            else:
+                yield case, prepared, None, time.perf_counter() - started
+        return
+    # spawn: a fresh interpreter per worker, not a fork of this one's torch threads and rich console.
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        started = {}
+        futures = {}
+        for case in todo:
+            futures[pool.submit(_prepare_in_worker, prepare_case, case, out_dir)] = case
+            started[case] = time.perf_counter()
+        progress.update(task, description=f"{len(todo)} exports, {jobs} at a time")
+        for future in concurrent.futures.as_completed(futures):
+            case = futures[future]
+            try:
+                prepared, error = future.result()
+            except Exception as exc:  # the worker itself died (out of memory, killed)
+                prepared, error = None, f"export worker failed: {first_line(exc)}"
+            yield case, prepared, error, time.perf_counter() - started[case]
+
+
 def run_sweep(plan: SweepPlan, device: Device, out_dir: Path, policy: MeasurePolicy,
-              console: Console | None = None, prepare_case: Prepare = prepare) -> SweepOutcome:
-    """Measure every case of ``plan`` not yet in ``out_dir/results.jsonl``."""
+              console: Console | None = None, prepare_case: Prepare = prepare, export_jobs: int = 1) -> SweepOutcome:
+    """Measure every case of ``plan`` not yet in ``out_dir/results.jsonl``.
+
+    ``export_jobs`` > 1 exports that many cases at once in worker processes
+    (``prepare_case`` must then be a module-level function, to be pickled).
+    """
     console = console or Console(stderr=True)
     out_dir = Path(out_dir)
     try:
@@ -106,20 +156,16 @@ def run_sweep(plan: SweepPlan, device: Device, out_dir: Path, policy: MeasurePol
     with _progress(console) as progress:
         exporting = progress.add_task("", total=len(todo), phase="export")
         ready: dict[CaseKey, Prepared] = {}
-        for case in todo:
-            label = case.label()
-            progress.update(exporting, description=label)
-            started = time.perf_counter()
-            try:
-                ready[case] = prepare_case(case, out_dir,
-                                           on_step=lambda step: progress.update(exporting, description=f"{label}: {step}"))
-            except Exception as exc:  # this case's export failed; the others may not
-                append_record(results, failed_record(case, f"export failed: {first_line(exc)}", device_info))
+        for case, prepared, error, seconds in _export_all(todo, out_dir, prepare_case, export_jobs, progress,
+                                                          exporting):
+            if prepared is None:
+                append_record(results, failed_record(case, f"export failed: {error}", device_info))
                 outcome.failed.append(case)
-                progress.console.print(f"[red]export failed[/] {label}: {first_line(exc)}", highlight=False)
+                progress.console.print(f"[red]export failed[/] {case.label()}: {error}", highlight=False)
             else:
-                how = "reused" if ready[case].reused else f"exported in {time.perf_counter() - started:.0f} s"
-                progress.console.print(f"{label}: {how}", highlight=False)
+                ready[case] = prepared
+                how = "reused" if prepared.reused else f"exported in {seconds:.0f} s"
+                progress.console.print(f"{case.label()}: {how}", highlight=False)
             progress.advance(exporting)
         gc.collect()  # the exports' models and graphs must not sit in memory while timing
 

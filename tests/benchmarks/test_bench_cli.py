@@ -47,6 +47,7 @@ SWEEP = ("--models", SMALL, "--targets", "onnx", "--resolutions", "96")
     ((*SWEEP, "--quantize", "int3"), ["int3"]),
     ((*SWEEP, "--cpus", "4096"), ["CPU(s) 4096 are not usable here"]),
     ((*SWEEP, "--batch", "4"), ["a sweep exports static artifacts for batch 1", "--targets pytorch"]),
+    ((*SWEEP, "--export-jobs", "0"), ["--export-jobs must be at least 1"]),
 ])
 def test_bad_input_is_one_line(capsys, tmp_path, argv, fragments):
     status, _, err = run(capsys, *argv, "--out", str(tmp_path / "out"))

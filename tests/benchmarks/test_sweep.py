@@ -114,3 +114,16 @@ def test_a_phone_that_disconnects_keeps_the_finished_cases(phone, tmp_path):  # 
     assert len(records) == 1 and records[0].status == "ok" and records[0].case.device == "adb:FAKE0001"
     assert records[0].device_info["model"] == "Pixel 8"
     assert records[0].conditions["taskset_mask"] == "1f0"
+
+
+def test_parallel_exports_run_in_worker_processes_and_failures_come_back_as_records(tmp_path):
+    pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
+    out = tmp_path / "bench"
+    sweep = SweepPlan(models=["mobilenet_v3_small_075"], targets=["onnx"], resolutions=[96, 100], device="local")
+    outcome = run_sweep(sweep, LocalDevice(), out, QUICK, export_jobs=2)
+    records = {r.case.resolution: r for r in read_records(out / "results.jsonl")}
+    assert records[96].status == "ok" and records[96].latency_ms["median"] > 0 and records[96].macs > 0
+    assert records[100].status == "failed" and records[100].error.startswith("export failed: ")
+    assert "100" in records[100].error  # the worker's one-line error, not a pickling failure
+    assert [c.resolution for c in outcome.measured] == [96] and [c.resolution for c in outcome.failed] == [100]
+    assert (out / "artifacts" / "r96" / "mobilenet_v3_small_075" / "onnx" / "manifest.json").is_file()
