@@ -1,0 +1,172 @@
+"""Where the time goes: an ONNX Runtime per-operator profile of several models, side by side.
+
+The question issue-level latency ratios leave open ("Mobile-Former is 1.9x
+MobileNetV3's latency for 1.3x its MACs: in which ops?") is answered by
+ONNX Runtime's own profiler (``SessionOptions.enable_profiling``), the tool
+ORT's perf docs point to. Each model is exported static at ``--resolution``
+with the default passes (or ``--passes``), run ``--warmup`` times, then
+``--runs`` times with profiling on; every ``Node`` event of the trace is
+summed per ORT op type (after ORT's own fusions, so ``FusedConv`` is a conv
+with its activation) and divided by the number of runs.
+
+    python -m mobexport.benchmarks.op_profile --models mobile_former_294m,mobilenet_v3_large_100 \\
+        --resolution 224 --out op-profile
+
+prints one table per model, a side-by-side table of the op types that
+matter, and writes ``profile.json`` and ``op_time.png`` (stacked bars). Each
+model is profiled in its own process (ORT's worker threads of one session
+slow the next one on a small machine); ``--threads 1`` (the default) makes
+the per-op split that of a single core, as on a phone's big core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from .figures import save_png
+
+
+def profile_events(trace_path: Path) -> list[dict]:
+    """The ``Node`` events (one per operator execution) of an ORT profile trace."""
+    events = json.loads(Path(trace_path).read_text())
+    return [e for e in events if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time")]
+
+
+def per_op_type(events: list[dict], runs: int) -> dict[str, dict]:
+    """{op type: {"ms": per run, "nodes": distinct nodes}}, most expensive first."""
+    totals: dict[str, float] = defaultdict(float)
+    nodes: dict[str, set] = defaultdict(set)
+    for e in events:
+        op = e.get("args", {}).get("op_name", "?")
+        totals[op] += float(e["dur"]) / 1000.0
+        nodes[op].add(e["name"])
+    rows = {op: {"ms": ms / runs, "nodes": len(nodes[op])} for op, ms in totals.items()}
+    return dict(sorted(rows.items(), key=lambda kv: -kv[1]["ms"]))
+
+
+def profile_model(model: str, resolution: int, passes: str, runs: int, warmup: int, threads: int,
+                  work: Path) -> dict:
+    """Export ``model`` static and profile it with ORT in this process."""
+    from mobexport.config import ExportConfig
+    from mobexport.devices.onnxruntime_runner import OnnxRuntimeRunner
+    from mobexport.export.pipeline import export_model
+
+    artifact = export_model(ExportConfig(model=model, target="onnx", resolution=resolution, dynamic=False,
+                                         passes=passes, out_dir=work / "artifacts", parity_samples=2))
+    x = np.random.default_rng(0).standard_normal((1, 3, resolution, resolution)).astype(np.float32)
+    runner = OnnxRuntimeRunner(artifact.path, threads=threads, profile_dir=work)
+    for _ in range(warmup + runs):
+        runner.infer(x)
+    trace = Path(runner.end_profiling())
+    events = profile_events(trace)
+    per_run = len(events) // (warmup + runs)  # every run executes the same nodes, in order
+    ops = per_op_type(events[warmup * per_run:], runs)
+    return {"model": model, "resolution": resolution, "passes": passes, "threads": threads, "runs": runs,
+            "macs": artifact.manifest.macs.get("total_macs"), "total_ms": sum(r["ms"] for r in ops.values()),
+            "ops": ops, "trace": str(trace)}
+
+
+def _run_isolated(args: argparse.Namespace, model: str, work: Path) -> dict:
+    """``profile_model`` in a fresh interpreter; its result comes back as JSON."""
+    result = work / f"{model}.json"
+    code = ("import json, sys; from pathlib import Path; from mobexport.benchmarks.op_profile import profile_model; "
+            f"r = profile_model({model!r}, {args.resolution}, {args.passes!r}, {args.runs}, {args.warmup}, "
+            f"{args.threads}, Path({str(work)!r})); Path({str(result)!r}).write_text(json.dumps(r))")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    return json.loads(result.read_text())
+
+
+def comparison_rows(profiles: list[dict], top: int = 12) -> list[tuple[str, list[float]]]:
+    """(op type, ms per model) for the op types that take the most time across the models."""
+    weight: dict[str, float] = defaultdict(float)
+    for p in profiles:
+        for op, row in p["ops"].items():
+            weight[op] += row["ms"]
+    chosen = sorted(weight, key=lambda op: -weight[op])[:top]
+    rows = [(op, [p["ops"].get(op, {}).get("ms", 0.0) for p in profiles]) for op in chosen]
+    rest = [p["total_ms"] - sum(p["ops"].get(op, {}).get("ms", 0.0) for op in chosen) for p in profiles]
+    return rows + [("(other)", rest)]
+
+
+def print_tables(profiles: list[dict], console: Console) -> None:
+    rows = comparison_rows(profiles)
+    table = Table(title=f"ONNX Runtime time per op type, ms per inference @{profiles[0]['resolution']} "
+                        f"({profiles[0]['threads']} thread(s), {profiles[0]['runs']} profiled runs)")
+    table.add_column("op type")
+    for p in profiles:
+        table.add_column(p["model"], justify="right")
+        table.add_column("share", justify="right")
+    if len(profiles) == 2:
+        table.add_column("diff ms", justify="right")
+    for op, values in rows:
+        cells = []
+        for p, v in zip(profiles, values):
+            cells += [f"{v:.2f}", f"{100 * v / p['total_ms']:.0f}%"]
+        if len(profiles) == 2:
+            cells.append(f"{values[0] - values[1]:+.2f}")
+        table.add_row(op, *cells)
+    totals = []
+    for p in profiles:
+        totals += [f"{p['total_ms']:.2f}", ""]
+    if len(profiles) == 2:
+        totals.append(f"{profiles[0]['total_ms'] - profiles[1]['total_ms']:+.2f}")
+    table.add_row("[bold]total (node time)[/]", *totals)
+    console.print(table)
+    if len(profiles) == 2 and profiles[1]["total_ms"] > 0:
+        a, b = profiles
+        macs = f", MACs ratio {a['macs'] / b['macs']:.2f}" if a.get("macs") and b.get("macs") else ""
+        console.print(f"{a['model']} / {b['model']}: node time ratio {a['total_ms'] / b['total_ms']:.2f}{macs}")
+
+
+def plot(profiles: list[dict], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = comparison_rows(profiles, top=8)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    bottom = np.zeros(len(profiles))
+    for op, values in rows:
+        ax.bar([p["model"] for p in profiles], values, bottom=bottom, label=op)
+        bottom += np.array(values)
+    ax.set_ylabel("ms per inference (ORT node time)")
+    ax.set_title(f"Where the time goes @{profiles[0]['resolution']}, {profiles[0]['threads']} thread(s)")
+    ax.legend(fontsize=8, loc="upper right")
+    return save_png(fig, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m mobexport.benchmarks.op_profile", description=__doc__.splitlines()[0])
+    p.add_argument("--models", default="mobile_former_294m,mobilenet_v3_large_100")
+    p.add_argument("--resolution", type=int, default=224)
+    p.add_argument("--passes", default="default")
+    p.add_argument("--runs", type=int, default=50)
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", type=Path, default=Path("op-profile"))
+    args = p.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    console = Console(width=140)
+    with tempfile.TemporaryDirectory() as tmp:
+        profiles = [_run_isolated(args, m, Path(tmp)) for m in args.models.split(",") if m]
+    for prof in profiles:
+        prof.pop("trace", None)
+    (args.out / "profile.json").write_text(json.dumps(profiles, indent=2))
+    print_tables(profiles, console)
+    console.print(f"wrote {args.out / 'profile.json'} and {plot(profiles, args.out / 'op_time.png')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
