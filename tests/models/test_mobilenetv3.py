@@ -92,14 +92,3 @@ def test_every_batchnorm_directly_follows_a_conv_of_its_width():
         producer = node.args[0]
         assert producer.op == "call_module" and isinstance(modules[producer.target], nn.Conv2d), node.target
         assert modules[producer.target].out_channels == modules[node.target].num_features
-
-
-@pytest.mark.parametrize("name", ["mobilenet_v3_large_100", "mobilenet_v3_small_100"])
-def test_random_init_keeps_signal_through_the_depthwise_layers(name):
-    # Per-group fan-out: torch's fan_out for a depthwise conv counts all C channels and made logits ~1e-9.
-    model = create_model(name).eval()
-    with torch.no_grad():
-        logits = model(torch.randn(8, 3, 128, 128))
-    assert float(logits.std()) > 1e-4  # was ~1e-9: below what an int8 or fp16 artifact can represent
-    features = model.forward_features(torch.randn(2, 3, 128, 128))
-    assert 1e-3 < float(features.std()) < 10
