@@ -90,12 +90,17 @@ def _progress(console: Console) -> Progress:
                     console=console, transient=False)
 
 
-def _prepare_in_worker(prepare_case: Prepare, case: CaseKey, out_dir: Path) -> tuple[Prepared | None, str | None]:
-    """One export in a worker process; the error travels back as its first line (exceptions may not unpickle)."""
+def _prepare_in_worker(prepare_case: Prepare, case: CaseKey,
+                       out_dir: Path) -> tuple[Prepared | None, str | None, float]:
+    """One export in a worker process, with its own duration (not the time spent queued).
+
+    The error travels back as its first line: exceptions may not unpickle.
+    """
+    started = time.perf_counter()
     try:
-        return prepare_case(case, out_dir), None
+        return prepare_case(case, out_dir), None, time.perf_counter() - started
     except Exception as exc:
-        return None, first_line(exc)
+        return None, first_line(exc), time.perf_counter() - started
 
 
 def _export_all(todo: list[CaseKey], out_dir: Path, prepare_case: Prepare, jobs: int, progress: Progress, task):
@@ -116,19 +121,14 @@ def _export_all(todo: list[CaseKey], out_dir: Path, prepare_case: Prepare, jobs:
     # spawn: a fresh interpreter per worker, not a fork of this one's torch threads and rich console.
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-        started = {}
-        futures = {}
-        for case in todo:
-            futures[pool.submit(_prepare_in_worker, prepare_case, case, out_dir)] = case
-            started[case] = time.perf_counter()
+        futures = {pool.submit(_prepare_in_worker, prepare_case, case, out_dir): case for case in todo}
         progress.update(task, description=f"{len(todo)} exports, {jobs} at a time")
         for future in concurrent.futures.as_completed(futures):
-            case = futures[future]
             try:
-                prepared, error = future.result()
+                prepared, error, seconds = future.result()
             except Exception as exc:  # the worker itself died (out of memory, killed)
-                prepared, error = None, f"export worker failed: {first_line(exc)}"
-            yield case, prepared, error, time.perf_counter() - started[case]
+                prepared, error, seconds = None, f"export worker failed: {first_line(exc)}", 0.0
+            yield futures[future], prepared, error, seconds
 
 
 def run_sweep(plan: SweepPlan, device: Device, out_dir: Path, policy: MeasurePolicy,
