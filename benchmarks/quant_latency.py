@@ -13,6 +13,14 @@ per-round medians, the speed-up is fp32 / int8 of those; rounds are kept in
 ``results.json`` so the spread can be checked. A table is printed and
 ``latency.png`` plotted.
 
+Weights: latency does not depend on weight values, but the export's parity
+check needs logits with a signal, and a random-init MobileNetV3 (torch's
+``fan_out`` counts every channel of a depthwise conv) gives logits of ~1e-9
+that int8 rounds to zero. Each model is therefore exported from a checkpoint
+of random weights drawn with He-normal over one group's fan-out (timm's
+rule), written to ``--out`` and recorded in the manifests; fp32 and int8 use
+the same file. ``--checkpoint-dir`` uses trained ``<model>.pt`` files instead.
+
 A timing goal belongs here, not in a unit test: on a shared machine the
 ratio is what is meaningful, the absolute numbers are not.
 """
@@ -56,7 +64,28 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0, help="runtime threads, 0 = runtime default")
     p.add_argument("--out", type=Path, default=Path("mobexport-bench-quant"))
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checkpoint-dir", type=Path, help="trained <model>.pt files (default: random weights, see above)")
     return p
+
+
+def latency_weights(model: str, directory: Path) -> Path:
+    """A checkpoint of ``model`` with random weights whose activations keep their scale (see the module doc)."""
+    import torch
+
+    from mobexport.models import create_model
+
+    path = directory / f"{model}.pt"
+    if path.is_file():
+        return path
+    torch.manual_seed(0)
+    net = create_model(model)
+    for m in net.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
+            torch.nn.init.normal_(m.weight, 0.0, (2.0 / fan_out) ** 0.5)
+    directory.mkdir(parents=True, exist_ok=True)
+    torch.save(net.state_dict(), path)
+    return path
 
 
 def artifact_for(model: str, target: str, mode: str, args) -> Artifact:
@@ -68,8 +97,10 @@ def artifact_for(model: str, target: str, mode: str, args) -> Artifact:
         artifact = Artifact.open(existing)
         if artifact.manifest.resolution["export"] == args.resolution and artifact.verify_hash():
             return artifact
+    checkpoint = (args.checkpoint_dir / f"{model}.pt" if args.checkpoint_dir
+                  else latency_weights(model, args.out / "weights"))
     config = ExportConfig(model=model, target=target, resolution=args.resolution, out_dir=directory, dynamic=False,
-                          quantize=mode, calib_dir=args.calib if mode != "none" else None,
+                          checkpoint=checkpoint, quantize=mode, calib_dir=args.calib if mode != "none" else None,
                           calib_samples=args.calib_samples, parity_samples=2,
                           target_options={"backend": "xnnpack", "precision": None})
     return export_model(config)
