@@ -12,6 +12,7 @@ dequantized int8 copies (``qdq_loss_debug.create_weight_matching``). See
 from __future__ import annotations
 
 import ast
+import logging
 import warnings
 from pathlib import Path
 
@@ -123,9 +124,18 @@ def measure_layers(float_path: Path, qdq_path: Path, inputs: np.ndarray, work_di
         for name in node.input:
             consumers.setdefault(name, []).append(node)
     float_nodes = {n.name: n for n in float_model.graph.node}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        matches = create_weight_matching(str(float_path), str(qdq_path))
+    root = logging.getLogger()
+    level = root.level
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            # ORT's debug helper logs an ERROR on the root logger for every quantized tensor it cannot pair
+            # with a float initializer (int32 biases the quantizer created, e.g. the Dynamic ReLU fold's):
+            # unpaired tensors are simply absent from the matches, and only weights are looked up below.
+            root.setLevel(logging.CRITICAL)
+            matches = create_weight_matching(str(float_path), str(qdq_path))
+    finally:
+        root.setLevel(level)
     weight_db = {name: sens.sqnr_db(m["float"], m["dequantized"]) for name, m in matches.items()}
 
     layers = []
