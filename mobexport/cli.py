@@ -69,6 +69,9 @@ def _export_parser() -> argparse.ArgumentParser:
     targets.add_argument("--class-labels", type=Path, help="coreml: text file of class labels, one per line")
     targets.add_argument("--build-engine", choices=["yes", "no"], default="yes",
                          help="tensorrt: 'no' writes the TensorRT-ready ONNX and the trtexec command instead")
+    targets.add_argument("--int8-activations", choices=["int8", "uint8"], default="int8",
+                         help="onnx --quantize int8: activation type; uint8 (U8S8) is ONNX Runtime's fast form on "
+                              "x86 CPUs without VNNI (default: int8, S8S8)")
     _add_common(p)
     return p
 
@@ -108,6 +111,7 @@ def _cmd_export(argv: Sequence[str]) -> int:
             "image_input": args.image_input,
             "class_labels": args.class_labels,
             "build_engine": args.build_engine == "yes",
+            "int8_activations": args.int8_activations,
         },
         command=["mobexport", *argv],
     )

@@ -95,6 +95,10 @@ def summary_rows(quantization: dict) -> list[tuple[str, str]]:
     if mode == "none":
         return []
     rows = [("quantization", f"{mode}: {quantization.get('how', '')}")]
+    activations = (quantization.get("scheme") or {}).get("activations") if isinstance(
+        quantization.get("scheme"), dict) else None
+    if activations:
+        rows.append(("activations", activations))
     calib = quantization.get("calibration")
     if calib:
         if calib["source"] == "synthetic":

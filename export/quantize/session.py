@@ -47,6 +47,10 @@ def resolve_config(config: ExportConfig) -> ExportConfig:
     unless ``--dynamic`` is given explicitly.
     """
     support.check_supported(config.target, config.quantize)
+    if config.target_options.get("int8_activations", "int8") == "uint8" and (
+            config.target, config.quantize) != ("onnx", "int8"):
+        raise QuantizationError("--int8-activations uint8 applies to --target onnx --quantize int8 only",
+                                "drop --int8-activations (TensorRT needs symmetric int8; other targets pick their own)")
     if (config.target, config.quantize) in NEEDS_CALIBRATION and config.dynamic is None:
         # Activation ranges are calibrated at one resolution: export that one unless --dynamic is asked for.
         config = dataclasses.replace(config, dynamic=False)
@@ -70,6 +74,7 @@ class QuantizationSession:
     spec: ModelSpec
     resolution: int
     calibration: CalibrationSet | None = None
+    unsigned_activations: bool = False  # ONNX static int8: U8S8 instead of S8S8
     facts: dict = dataclasses.field(default_factory=dict)
     notes: list[str] = dataclasses.field(default_factory=list)
 
@@ -79,7 +84,8 @@ class QuantizationSession:
 
     @classmethod
     def start(cls, config: ExportConfig, spec: ModelSpec, resolution: int) -> "QuantizationSession":
-        session = cls(config.quantize, config.target, spec, resolution)
+        session = cls(config.quantize, config.target, spec, resolution,
+                      unsigned_activations=config.target_options.get("int8_activations") == "uint8")
         if not session.active:
             return session
         session.facts = {"mode": config.quantize, "how": support.describe(config.target, config.quantize)}
@@ -139,7 +145,8 @@ class QuantizationSession:
             result = quantize_weights(float_path, staged)
             self.facts["scheme"] = {**result.scheme, "quantized_weights": len(result.quantized)}
         else:
-            result = quantize_int8(float_path, staged, self._calibration_or_synthetic())
+            result = quantize_int8(float_path, staged, self._calibration_or_synthetic(),
+                                   unsigned_activations=self.unsigned_activations)
             self.facts["scheme"] = result.scheme
             self._record_layers(result.float_layers, result.sensitivity, result.float_island)
         staged.replace(float_path)

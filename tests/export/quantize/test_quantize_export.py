@@ -79,6 +79,33 @@ def test_onnx_int8_from_the_cli(capsys, tmp_path, reduced_fixture, calib_dir):
         assert row in printed.out
 
 
+def test_onnx_int8_with_uint8_activations(tmp_path, reduced_fixture, calib_dir):
+    import onnx
+
+    calibration_for.cache_clear()
+    config = ExportConfig(model=SMALL, target="onnx", resolution=RES, dynamic=False, checkpoint=reduced_fixture.path,
+                          num_classes=10, out_dir=tmp_path, quantize="int8", calib_dir=calib_dir, calib_samples=24,
+                          parity_samples=2, target_options={"int8_activations": "uint8"})
+    artifact = export_model(config)
+    q = artifact.manifest.quantization
+    assert q["scheme"]["activations"].startswith("uint8, asymmetric")
+    assert q["accuracy"]["top1_agreement"] >= 0.85 and all(p["passed"] for p in artifact.manifest.parity)
+    model = onnx.load(str(artifact.path))
+    inits = {i.name: i for i in model.graph.initializer}
+    activation_zero_points = [inits[n.input[2]].data_type for n in model.graph.node
+                              if n.op_type == "QuantizeLinear" and len(n.input) > 2 and n.input[2] in inits]
+    assert activation_zero_points and set(activation_zero_points) == {onnx.TensorProto.UINT8}
+
+
+@pytest.mark.parametrize("target, mode", [("executorch", "int8"), ("onnx", "int8-weights")])
+def test_uint8_activations_are_refused_outside_onnx_int8(capsys, tmp_path, target, mode):
+    status = main(["--model", SMALL, "--target", target, "--quantize", mode, "--int8-activations", "uint8",
+                   "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and len(err) == 1 and "--int8-activations uint8 applies to --target onnx" in err[0]
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.slow  # ~50 s; the default run keeps PT2E lowering + running in test_pt2e_xnnpack.py
 def test_executorch_int8_through_the_pipeline(tmp_path, reduced_fixture, calib_dir):
     pytest.importorskip("executorch", reason="the executorch extra is not installed")
