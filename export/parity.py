@@ -2,7 +2,10 @@
 
 Three metrics over a batch of inputs, each with a tolerance that can fail:
 
-* ``max_abs_error``: ``max |y_ref - y|`` over all logits;
+* ``max_abs_error``: ``max |y_ref - y|`` over all logits, held to its bound
+  times ``max(1, max |y_ref|)``: absolute for logits up to 1, relative beyond
+  (fp32 rounding grows with the logits' scale: a random-init ResNet-34's
+  logits reach ~10 and move by ~1e-4 in a correct export);
 * ``cosine``: the smallest per-sample cosine similarity of the logit vectors;
 * ``top1_agreement``: the fraction of samples whose argmax agrees.
 
@@ -95,7 +98,7 @@ def compare(reference: np.ndarray, candidate: np.ndarray, resolution: int, toler
     )
     report.passed = (
         finite
-        and report.max_abs_error <= tolerance.max_abs_error
+        and report.max_abs_error <= tolerance.max_abs_error * max(1.0, scale)
         and report.cosine >= tolerance.min_cosine
         and report.top1_agreement >= tolerance.min_top1_agreement
     )
@@ -136,7 +139,7 @@ def require(reports: list[ParityReport], what: str) -> None:
             t = r.tolerance
             raise ParityError(
                 f"{what} differs from PyTorch {r.describe()} "
-                f"(tolerance {t.name}: max|err| <= {t.max_abs_error:g}, cos >= {t.min_cosine}, "
+                f"(tolerance {t.name}: max|err| <= {t.max_abs_error:g} x max(1, max|logit|), cos >= {t.min_cosine}, "
                 f"top-1 >= {t.min_top1_agreement:.0%})",
                 "pass --tolerance to loosen the bound, or --passes none to rule out a graph rewrite",
             )

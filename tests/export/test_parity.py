@@ -12,11 +12,11 @@ def test_identical_outputs_pass():
 
 
 def test_small_error_over_tolerance_fails():
-    ref = np.random.default_rng(0).standard_normal((8, 10))
-    got = ref + 2e-4
+    ref = np.random.default_rng(0).standard_normal((8, 10))  # max |logit| ~2.5: the bound is 2.5e-4
+    got = ref + 4e-4
     report = parity.compare(ref, got, 224, parity.FP32)
     assert not report.passed
-    assert report.max_abs_error == pytest.approx(2e-4, rel=1e-6)
+    assert report.max_abs_error == pytest.approx(4e-4, rel=1e-6)
     with pytest.raises(ParityError, match="@224"):
         parity.require([report], "test artifact")
 
@@ -62,3 +62,12 @@ def test_measure_defaults_to_noise_inputs():
     report = parity.measure(lambda x: x.reshape(1, -1)[:, :5], lambda x: x.reshape(1, -1)[:, :5], 16,
                             parity.FP32, samples=3)
     assert report.samples == 3 and report.inputs == parity.RANDOM_INPUTS and report.max_abs_error == 0
+
+
+def test_max_abs_bound_scales_with_logits_above_one():
+    ref = np.zeros((2, 4))
+    ref[:, 0] = 20.0  # logits of scale 20: fp32 rounding of ~2e-4 is expected
+    assert parity.compare(ref, ref + 1.5e-3, 224, parity.FP32).passed  # 1.5e-3 <= 1e-4 * 20 = 2e-3
+    assert not parity.compare(ref, ref + 3e-3, 224, parity.FP32).passed
+    small = ref / 40  # max |logit| 0.5: the bound stays absolute
+    assert not parity.compare(small, small + 1.5e-4, 224, parity.FP32).passed
