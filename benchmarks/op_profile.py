@@ -4,16 +4,16 @@ The question issue-level latency ratios leave open ("Mobile-Former is 1.9x
 MobileNetV3's latency for 1.3x its MACs: in which ops?") is answered by
 ONNX Runtime's own profiler (``SessionOptions.enable_profiling``), the tool
 ORT's perf docs point to. Each model is exported static at ``--resolution``
-with the default passes (or ``--passes``), run ``--warmup`` times, then
-``--runs`` times with profiling on; every ``Node`` event of the trace is
-summed per ORT op type (after ORT's own fusions, so ``FusedConv`` is a conv
-with its activation) and divided by the number of runs.
+with the default passes (or ``--passes``) and run ``--warmup + --runs``
+times under the profiler; the warm-up runs' events are dropped, and every
+other ``Node`` event of the trace is summed per ORT op type (after ORT's own
+fusions, so ``FusedConv`` is a conv with its activation) and divided by the
+number of runs.
 
     python -m mobexport.benchmarks.op_profile --models mobile_former_294m,mobilenet_v3_large_100 \\
         --resolution 224 --out op-profile
 
-prints one table per model, a side-by-side table of the op types that
-matter, and writes ``profile.json`` and ``op_time.png`` (stacked bars). Each
+prints a side-by-side table of the op types that matter, and writes ``profile.json`` and ``op_time.png`` (stacked bars). Each
 model is profiled in its own process (ORT's worker threads of one session
 slow the next one on a small machine); ``--threads 1`` (the default) makes
 the per-op split that of a single core, as on a phone's big core.

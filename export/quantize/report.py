@@ -95,10 +95,9 @@ def summary_rows(quantization: dict) -> list[tuple[str, str]]:
     if mode == "none":
         return []
     rows = [("quantization", f"{mode}: {quantization.get('how', '')}")]
-    activations = (quantization.get("scheme") or {}).get("activations") if isinstance(
-        quantization.get("scheme"), dict) else None
-    if activations:
-        rows.append(("activations", activations))
+    scheme = quantization.get("scheme")
+    if isinstance(scheme, dict) and scheme.get("activations"):
+        rows.append(("activations", scheme["activations"]))
     calib = quantization.get("calibration")
     if calib:
         if calib["source"] == "synthetic":
