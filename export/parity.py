@@ -42,7 +42,11 @@ class Tolerance:
 FP32 = Tolerance(max_abs_error=1e-4, min_cosine=0.99999, min_top1_agreement=1.0, name="fp32")
 # fp16 keeps ~3 significant digits; logits of magnitude ~10 move by ~1e-2.
 FP16 = Tolerance(max_abs_error=5e-2, min_cosine=0.999, min_top1_agreement=0.875, name="fp16")
-INT8 = Tolerance(max_abs_error=float("inf"), min_cosine=0.98, min_top1_agreement=0.75, name="int8")
+# int8 is judged by its accuracy report; parity only has to catch a broken artifact. The smallest
+# per-sample cosine is an extreme value, and on few classes a correct int8 artifact dips: the trained
+# 10-class Mobile-Former-26M fixture at 22 dB logits SQNR, with 100% top-1 agreement on 64 held-back
+# images, has worst-of-8 cosines from 0.968 to 0.997 depending on the calibration details.
+INT8 = Tolerance(max_abs_error=float("inf"), min_cosine=0.95, min_top1_agreement=0.75, name="int8")
 TOLERANCES = {"fp32": FP32, "fp16": FP16, "int8": INT8}
 
 

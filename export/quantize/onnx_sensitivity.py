@@ -22,7 +22,6 @@ from . import sensitivity as sens
 
 SAVED_SUFFIX = "_ReshapedSavedOutput"
 RENAMED_OUTPUT = "_QuantizeLinear_Input"
-QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 # Activations ONNX Runtime fuses into the op before them (its output is quantized after them).
 FUSED_ACTIVATIONS = ("Relu", "Clip")
 INT_RANGES = {np.dtype(np.int8): (-128, 127), np.dtype(np.uint8): (0, 255),
@@ -92,9 +91,14 @@ def activation_quantization(qdq_model) -> dict[str, tuple]:
 
 
 def quantized_layers(qdq_model) -> list:
-    """Nodes fed by a DequantizeLinear: the layers static int8 quantized."""
+    """The layers static int8 quantized: nodes of its op types fed by a DequantizeLinear.
+
+    Float ops reading a dequantized tensor (a Mul after a quantized Conv) are not layers of their own.
+    """
+    from .onnx_static import QUANTIZED_OPS
+
     producer = {out: node for node in qdq_model.graph.node for out in node.output}
-    return [node for node in qdq_model.graph.node if node.op_type not in QDQ_OPS
+    return [node for node in qdq_model.graph.node if node.op_type in QUANTIZED_OPS
             and any((p := producer.get(name)) is not None and p.op_type == "DequantizeLinear" for name in node.input)]
 
 

@@ -197,4 +197,6 @@ def test_acceptance_on_the_trained_fixture(tmp_path, full_calib_dir, model, targ
         assert drop <= 0.2, accuracy
     else:
         assert drop <= 1.0 and accuracy["top1_agreement"] >= 0.98, accuracy
-        assert q["weights"]["ratio"] >= 3.5, q["weights"]
+        # ExecuTorch keeps a float island's weights fp32 (XNNPACK has no float kernel reading int8
+        # weights); ONNX stores them int8 behind a DequantizeLinear.
+        assert q["weights"]["ratio"] >= (3.5 if target == "onnx" else 3.0), q["weights"]
