@@ -106,19 +106,36 @@ def artifact_for(model: str, target: str, mode: str, args) -> Artifact:
     return export_model(config)
 
 
+def export_cases(models: list[str], targets: list[str], args, console) -> tuple[list[tuple], dict]:
+    """Export fp32 and int8 of each (model, target); a pair whose export fails is left out, with its reason."""
+    cases, failed = [], {}
+    for model in models:
+        for target in targets:
+            pair = []
+            for mode in MODES:
+                console.print(f"exporting {model} / {target} / {mode} @{args.resolution}", highlight=False)
+                try:
+                    pair.append((model, target, mode, artifact_for(model, target, mode, args)))
+                except MobexportError as exc:
+                    failed[(model, target)] = f"{mode} export failed: {exc.one_line()}"
+                    console.print(f"[yellow]skipping {model} / {target}:[/] {failed[(model, target)]}")
+                    break
+            else:
+                cases.extend(pair)
+    return cases, failed
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     console = Console(width=150)
     models = [m for m in args.models.split(",") if m]
     targets = [t for t in args.targets.split(",") if t]
     args.out.mkdir(parents=True, exist_ok=True)
+    cases, failed = export_cases(models, targets, args, console)
+    if not cases:
+        console.print("[bold red]error:[/] no (model, target) pair exported; nothing to measure")
+        return 1
     try:
-        cases = []
-        for model in models:
-            for target in targets:
-                for mode in MODES:
-                    console.print(f"exporting {model} / {target} / {mode} @{args.resolution}", highlight=False)
-                    cases.append((model, target, mode, artifact_for(model, target, mode, args)))
         device = LocalDevice()
         policy = MeasurePolicy(min_time_s=args.min_time, min_iters=10, warmup_time_s=0.3)
         medians: dict[tuple, list[float]] = {c[:3]: [] for c in cases}
@@ -144,6 +161,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = []
     for model in models:
         for target in targets:
+            if (model, target) in failed:
+                rows.append({"model": model, "target": target, "resolution": args.resolution,
+                             "failed": failed[(model, target)]})
+                continue
             fp32 = statistics.median(medians[(model, target, "none")])
             int8 = statistics.median(medians[(model, target, "int8")])
             sizes = {mode: next(a for m, t, md, a in cases if (m, t, md) == (model, target, mode)).manifest.artifact[
@@ -157,12 +178,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     for column in ("model", "target", "fp32 ms", "int8 ms", "speed-up", "fp32 file", "int8 file"):
         table.add_column(column, justify="left" if column in ("model", "target") else "right")
     for r in rows:
+        if "failed" in r:
+            table.add_row(r["model"], r["target"], "export failed", "", "", "", "")
+            continue
         table.add_row(r["model"], r["target"], f"{r['fp32_ms']:.2f}", f"{r['int8_ms']:.2f}", f"{r['speedup']:.2f}x",
                       f"{r['fp32_file_bytes'] / 1e6:.1f} MB", f"{r['int8_file_bytes'] / 1e6:.1f} MB")
     console.print(table)
+    for (model, target), reason in failed.items():
+        console.print(f"{model} / {target}: not measured, {reason}", highlight=False)
     write_text_atomic(args.out / "results.json", json.dumps({"rows": rows, "threads": args.threads,
                                                              "min_time_s": args.min_time}, indent=2) + "\n")
-    plot(rows, args.out / "latency.png", args.resolution)
+    plot([r for r in rows if "failed" not in r], args.out / "latency.png", args.resolution)
     console.print(f"wrote {args.out / 'results.json'} and {args.out / 'latency.png'}", highlight=False)
     return 0
 
