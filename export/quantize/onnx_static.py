@@ -179,30 +179,27 @@ class ArrayReader:
         return item
 
 
-def activation_products(path: Path) -> list[str]:
+def activation_products(model) -> list[str]:
     """MatMul/Gemm nodes whose second operand is computed, not a weight: attention's ``QK^T`` and ``AV``."""
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
     constants = {i.name for i in model.graph.initializer}
     constants |= {out for n in model.graph.node if n.op_type == "Constant" for out in n.output}
     return [n.name for n in model.graph.node
             if n.op_type in ("MatMul", "Gemm") and len(n.input) > 1 and n.input[1] not in constants]
 
 
-def input_layers(path: Path) -> list[str]:
+def input_layers(model) -> list[str]:
     """The quantizable layers that read the network input directly (the stem conv)."""
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    name = input_name_of(path)
+    name = graph_input_name(model)
     return [n.name for n in model.graph.node if n.op_type in QUANTIZED_OPS and name in n.input]
 
 
 def input_name_of(path: Path) -> str:
     import onnx
 
-    model = onnx.load(str(path), load_external_data=False)
+    return graph_input_name(onnx.load(str(path), load_external_data=False))
+
+
+def graph_input_name(model) -> str:
     initializers = {i.name for i in model.graph.initializer}
     return next(i.name for i in model.graph.input if i.name not in initializers)
 
@@ -211,8 +208,6 @@ def quantize_qdq(float_path: Path, out_path: Path, calibration: CalibrationSet, 
                  symmetric_activations: bool = False, unsigned_activations: bool = False) -> Path:
     """One ``quantize_static`` run over ``QUANTIZED_OPS``: QDQ, per-channel int8 weights, MinMax int8 activations."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-
-    exclude = sorted(set(exclude or []) | set(activation_products(float_path)))
 
     reader = ArrayReader(input_name_of(float_path), calibration.inputs)
     quiet = logging.getLogger("onnxruntime")
@@ -228,7 +223,7 @@ def quantize_qdq(float_path: Path, out_path: Path, calibration: CalibrationSet, 
                 activation_type=QuantType.QUInt8 if unsigned_activations else QuantType.QInt8,
                 weight_type=QuantType.QInt8,
                 op_types_to_quantize=list(QUANTIZED_OPS),
-                nodes_to_exclude=exclude,
+                nodes_to_exclude=list(exclude or []),
                 calibrate_method=CalibrationMethod.MinMax,
                 extra_options={"ActivationSymmetric": symmetric_activations, "WeightSymmetric": True},
             )
@@ -249,13 +244,16 @@ def quantize_int8(float_path: Path, out_path: Path, calibration: CalibrationSet,
     """Quantize ``float_path`` to ``out_path``; layers below ``threshold_db`` stay float."""
     if unsigned_activations and symmetric_activations:
         raise ValueError("symmetric activations are int8: unsigned_activations does not apply")
-    quantize = functools.partial(quantize_qdq, symmetric_activations=symmetric_activations,
-                                 unsigned_activations=unsigned_activations)
+    import onnx
+
     from .onnx_sensitivity import measure_layers
 
+    quantize = functools.partial(quantize_qdq, symmetric_activations=symmetric_activations,
+                                 unsigned_activations=unsigned_activations)
     out_path = Path(out_path)
-    stem = input_layers(float_path)
-    quantize = functools.partial(quantize, exclude=stem)
+    graph = onnx.load(str(float_path), load_external_data=False)
+    stem = input_layers(graph)
+    always_float = stem + activation_products(graph)
     scheme = {
         "format": "QDQ",
         "ops": f"{', '.join(QUANTIZED_OPS)} with constant weights; the rest float",
@@ -266,22 +264,20 @@ def quantize_int8(float_path: Path, out_path: Path, calibration: CalibrationSet,
         "float_input_layers": stem,
     }
     if not mixed_precision:
-        quantize(float_path, out_path, calibration)
+        quantize(float_path, out_path, calibration, exclude=always_float)
         return OnnxInt8Result(out_path, scheme=scheme, float_island=list(stem))
     with tempfile.TemporaryDirectory(dir=out_path.parent, prefix=".quantize-") as tmp:
-        first = quantize(float_path, Path(tmp) / "all_int8.onnx", calibration)
+        first = quantize(float_path, Path(tmp) / "all_int8.onnx", calibration, exclude=always_float)
         samples = calibration.inputs[: sens.SENSITIVITY_SAMPLES]
         layers = measure_layers(float_path, first, samples, Path(tmp))
         chosen = sens.select_float_layers(layers, threshold_db, max_float_fraction)
         summary = sens.summary(layers, chosen, threshold_db, len(samples))
         island: list[str] = []
         if chosen:
-            import onnx
-
-            island, keep_fp32 = float_island(onnx.load(str(float_path), load_external_data=False), chosen)
+            island, keep_fp32 = float_island(graph, chosen)
             log.info("int8: keeping %d layer(s) in float (%d nodes with their float island): %s", len(chosen),
                      len(island), ", ".join(s.name for s in chosen))
-            quantize(float_path, out_path, calibration, exclude=stem + island)
+            quantize(float_path, out_path, calibration, exclude=always_float + island)
             mixed_db = output_sqnr(float_path, out_path, samples)
             packed = quantize_weights(out_path, Path(tmp) / "island_int8_weights.onnx",
                                       only_nodes=set(island) - keep_fp32).path
