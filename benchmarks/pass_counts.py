@@ -34,6 +34,7 @@ WATCHED = {
     "hardsigmoid": aten.hardsigmoid.default,
     "chunk": aten.chunk.default,
     "maximum": aten.maximum.default,
+    "conv2d": aten.conv2d.default,
 }
 
 
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", help="comma-separated (default: the smallest variant of each family)")
     p.add_argument("--resolution", type=int, default=96)
-    p.add_argument("--passes", default="fold_batchnorm,fuse_dwconv_ffn,fold_dynamic_relu")
+    p.add_argument("--passes", default="fold_batchnorm,fuse_dwconv_ffn,split_depthwise_multiplier,fold_dynamic_relu")
     p.add_argument("--out", type=Path, default=Path("mobexport-out/bench/pass_counts"))
     args = p.parse_args(argv)
     models = args.models.split(",") if args.models else smallest_per_family()

@@ -21,6 +21,7 @@ from .base import GraphPass
 DEFAULT_PIPELINE = (
     "fold_batchnorm",
     "fuse_dwconv_ffn",
+    "split_depthwise_multiplier",
     "fold_dynamic_relu",
     "projection_free_attention",
 )
