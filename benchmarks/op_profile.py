@@ -1,4 +1,4 @@
-"""Where the time goes: an ONNX Runtime per-operator profile of several models, side by side.
+"""Where the time goes: a per-operator profile of several models on one runtime, side by side.
 
 The question issue-level latency ratios leave open ("Mobile-Former is 1.9x
 MobileNetV3's latency for 1.3x its MACs: in which ops?") is answered by
@@ -11,7 +11,13 @@ fusions, so ``FusedConv`` is a conv with its activation) and divided by the
 number of runs.
 
     python -m mobexport.benchmarks.op_profile --models mobile_former_294m,mobilenet_v3_large_100 \\
-        --resolution 224 --out op-profile
+        --resolution 224 --out op-profile [--target executorch]
+
+``--target executorch`` profiles the XNNPACK program instead, with
+ExecuTorch's own event tracer (ETDump, read by ``executorch.devtools.Inspector``):
+every XNNPACK operator the delegate runs is an event (``Fully Connected (NC,
+F32) GEMM #12``); the median over the runs of each event is summed per
+operator kind (the name without its ``#N``).
 
 prints a side-by-side table of the op types that matter, and writes ``profile.json`` and ``op_time.png`` (stacked bars). Each
 model is profiled in its own process (ORT's worker threads of one session
@@ -23,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -34,6 +41,8 @@ from rich.console import Console
 from rich.table import Table
 
 from .figures import save_png
+
+RUNTIMES = {"onnx": "ONNX Runtime", "executorch": "ExecuTorch-XNNPACK"}
 
 
 def profile_events(trace_path: Path) -> list[dict]:
@@ -55,8 +64,16 @@ def per_op_type(events: list[dict], runs: int) -> dict[str, dict]:
 
 
 def profile_model(model: str, resolution: int, passes: str, runs: int, warmup: int, threads: int,
-                  work: Path) -> dict:
-    """Export ``model`` static and profile it with ORT in this process."""
+                  work: Path, target: str = "onnx") -> dict:
+    """Export ``model`` static and profile it on ``target``'s runtime in this process."""
+    if target == "executorch":
+        return profile_executorch(model, resolution, passes, runs, warmup, threads, work)
+    return profile_onnx(model, resolution, passes, runs, warmup, threads, work)
+
+
+def profile_onnx(model: str, resolution: int, passes: str, runs: int, warmup: int, threads: int,
+                 work: Path) -> dict:
+    """ONNX Runtime's profiler: ``Node`` events summed per ORT op type, per run."""
     from mobexport.config import ExportConfig
     from mobexport.devices.onnxruntime_runner import OnnxRuntimeRunner
     from mobexport.export.pipeline import export_model
@@ -72,8 +89,66 @@ def profile_model(model: str, resolution: int, passes: str, runs: int, warmup: i
     per_run = len(events) // (warmup + runs)  # every run executes the same nodes, in order
     ops = per_op_type(events[warmup * per_run:], runs)
     return {"model": model, "resolution": resolution, "passes": passes, "threads": threads, "runs": runs,
-            "macs": artifact.manifest.macs.get("total_macs"), "total_ms": sum(r["ms"] for r in ops.values()),
-            "ops": ops, "trace": str(trace)}
+            "target": "onnx", "macs": artifact.manifest.macs.get("total_macs"),
+            "total_ms": sum(r["ms"] for r in ops.values()), "ops": ops, "trace": str(trace)}
+
+
+# ETDump events that wrap the operators rather than being one.
+ETDUMP_WRAPPERS = ("Method::execute", "DELEGATE_CALL", "OPERATOR_CALL", "Program::load_method", "Method::init")
+
+
+def etdump_per_op_kind(events: list[tuple[str, float]]) -> dict[str, dict]:
+    """{operator kind: {"ms", "nodes"}} from (event name, median ms) pairs; ``#N`` suffixes dropped."""
+    totals: dict[str, float] = defaultdict(float)
+    nodes: dict[str, int] = defaultdict(int)
+    for name, ms in events:
+        if name in ETDUMP_WRAPPERS:
+            continue
+        kind = re.sub(r"\s*#\d+$", "", name)
+        totals[kind] += ms
+        nodes[kind] += 1
+    rows = {kind: {"ms": ms, "nodes": nodes[kind]} for kind, ms in totals.items()}
+    return dict(sorted(rows.items(), key=lambda kv: -kv[1]["ms"]))
+
+
+def profile_executorch(model: str, resolution: int, passes: str, runs: int, warmup: int, threads: int,
+                       work: Path) -> dict:
+    """ExecuTorch's event tracer over the XNNPACK program: each operator's median, summed per kind."""
+    import warnings
+
+    import torch
+
+    from mobexport.config import ExportConfig
+    from mobexport.errors import MissingDependencyError
+    from mobexport.export.pipeline import export_model
+
+    try:
+        from executorch.devtools import Inspector
+        from executorch.extension.pybindings import portable_lib
+    except ImportError as exc:
+        raise MissingDependencyError("executorch", "executorch", "--target executorch profiling") from exc
+    artifact = export_model(ExportConfig(model=model, target="executorch", resolution=resolution, dynamic=False,
+                                         passes=passes, out_dir=work / "artifacts", parity_samples=2,
+                                         target_options={"backend": "xnnpack"}))
+    if threads > 0:
+        portable_lib._unsafe_reset_threadpool(threads)
+    module = portable_lib._load_for_executorch(str(artifact.path), enable_etdump=True, debug_buffer_size=0)
+    x = torch.from_numpy(np.random.default_rng(0).standard_normal((1, 3, resolution, resolution), dtype=np.float32))
+    for _ in range(warmup):
+        module.forward([x])
+    module.write_etdump_result_to_file(str(work / f"{model}.warmup.etdp"))  # starts a fresh trace
+    for _ in range(runs):
+        module.forward([x])
+    trace = work / f"{model}.etdp"
+    module.write_etdump_result_to_file(str(trace))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        frame = Inspector(etdump_path=str(trace)).to_dataframe()
+    frame = frame[frame["event_block_name"] == "Execute"]
+    ops = etdump_per_op_kind(list(zip(frame["event_name"], frame["p50 (ms)"])))
+    return {"model": model, "resolution": resolution, "passes": passes, "threads": threads, "runs": runs,
+            "target": "executorch", "macs": artifact.manifest.macs.get("total_macs"),
+            "total_ms": sum(r["ms"] for r in ops.values()), "ops": ops, "trace": str(trace)}
 
 
 def _run_isolated(args: argparse.Namespace, model: str, work: Path) -> dict:
@@ -81,7 +156,7 @@ def _run_isolated(args: argparse.Namespace, model: str, work: Path) -> dict:
     result = work / f"{model}.json"
     code = ("import json, sys; from pathlib import Path; from mobexport.benchmarks.op_profile import profile_model; "
             f"r = profile_model({model!r}, {args.resolution}, {args.passes!r}, {args.runs}, {args.warmup}, "
-            f"{args.threads}, Path({str(work)!r})); Path({str(result)!r}).write_text(json.dumps(r))")
+            f"{args.threads}, Path({str(work)!r}), {args.target!r}); Path({str(result)!r}).write_text(json.dumps(r))")
     subprocess.run([sys.executable, "-c", code], check=True)
     return json.loads(result.read_text())
 
@@ -100,7 +175,8 @@ def comparison_rows(profiles: list[dict], top: int = 12) -> list[tuple[str, list
 
 def print_tables(profiles: list[dict], console: Console) -> None:
     rows = comparison_rows(profiles)
-    table = Table(title=f"ONNX Runtime time per op type, ms per inference @{profiles[0]['resolution']} "
+    runtime = RUNTIMES[profiles[0].get("target", "onnx")]
+    table = Table(title=f"{runtime} time per op type, ms per inference @{profiles[0]['resolution']} "
                         f"({profiles[0]['threads']} thread(s), {profiles[0]['runs']} profiled runs)")
     table.add_column("op type")
     for p in profiles:
@@ -140,7 +216,7 @@ def plot(profiles: list[dict], path: Path) -> Path:
     for op, values in rows:
         ax.bar([p["model"] for p in profiles], values, bottom=bottom, label=op)
         bottom += np.array(values)
-    ax.set_ylabel("ms per inference (ORT node time)")
+    ax.set_ylabel(f"ms per inference ({RUNTIMES[profiles[0].get('target', 'onnx')]} op time)")
     ax.set_title(f"Where the time goes @{profiles[0]['resolution']}, {profiles[0]['threads']} thread(s)")
     ax.legend(fontsize=8, loc="upper right")
     return save_png(fig, path)
@@ -154,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, default=50)
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--target", choices=sorted(RUNTIMES), default="onnx")
     p.add_argument("--out", type=Path, default=Path("op-profile"))
     args = p.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
