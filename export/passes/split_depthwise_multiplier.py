@@ -48,7 +48,7 @@ def multiplier(gm: torch.fx.GraphModule, conv: torch.fx.Node) -> int:
     groups = a["groups"]
     if weight is None or weight.dim() != 4 or weight.shape[1] != 1 or not isinstance(groups, int) or groups < 2:
         return 1
-    return weight.shape[0] // groups if weight.shape[0] % groups == 0 else 1
+    return weight.shape[0] // groups  # a conv's output channels always divide into its groups
 
 
 def check_splittable(gm: torch.fx.GraphModule, conv: torch.fx.Node) -> tuple[torch.Tensor, torch.Tensor | None]:
