@@ -46,7 +46,12 @@ def default_plot_path(results: Path, kind: str = "regress") -> Path:
     wants a fixed name passes ``--plot``.
     """
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    return Path(results).parent / f"{kind}-{Path(results).stem}-{stamp}.png"
+    path = Path(results).parent / f"{kind}-{Path(results).stem}-{stamp}.png"
+    n = 1
+    while path.exists():  # two checks within one second
+        n += 1
+        path = path.with_name(f"{kind}-{Path(results).stem}-{stamp}-{n}.png")
+    return path
 
 
 

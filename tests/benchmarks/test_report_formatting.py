@@ -65,3 +65,10 @@ def test_an_interval_beyond_100x_is_cut_and_marked_at_the_frame(tmp_path, monkey
 def test_default_plot_name_is_per_run(tmp_path):
     path = regress_plot.default_plot_path(tmp_path / "results.jsonl")
     assert path.parent == tmp_path and re.fullmatch(r"regress-results-\d{8}T\d{6}Z\.png", path.name)
+
+
+def test_two_checks_in_one_second_get_two_names(tmp_path):
+    first = regress_plot.default_plot_path(tmp_path / "results.jsonl")
+    first.write_bytes(b"png")
+    second = regress_plot.default_plot_path(tmp_path / "results.jsonl")
+    assert second != first and not second.exists()
