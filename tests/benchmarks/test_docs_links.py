@@ -30,3 +30,11 @@ def test_benchmarking_doc_links_the_committed_profiles():
     assert "not yet backed by a per-op profile" not in text
     assert "measured/op_profile_mf294m_vs_mnv3l_224.md" in text
     assert "measured/op_profile_executorch_mf294m_vs_mnv3l_224.md" in text
+
+
+def test_readme_test_time_is_a_measurement_with_its_machine():
+    text = (ROOT / "README.md").read_text()
+    assert "about 11 minutes" not in text
+    section = text[text.index("## Test"):text.index("## Layout")]
+    assert re.search(r"on the CI machine under a load average of \d+ it took \d+ min \d+ s", section)
+    assert "removes the virtual\nenvironment" in section or "removes the virtual environment" in section
