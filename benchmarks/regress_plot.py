@@ -169,5 +169,6 @@ def plot_history(history: History, path: Path) -> Path:
             ax.set_xticks(x, labels, rotation=45, ha="right", fontsize=7)
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7, ncol=2)
-    fig.suptitle(f"mobexport trends over {len(history.runs)} runs ({history.mode} mode)")
+    devices = sorted({d for run in history.runs for d in run.devices}) or ["unknown device"]
+    fig.suptitle(f"mobexport trends over {len(history.runs)} runs ({history.mode} mode) on {', '.join(devices)}")
     return save_png(fig, path, hint="choose another path with --plot")
