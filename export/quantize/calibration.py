@@ -195,7 +195,10 @@ def find_images(directory: Path) -> tuple[list[Path], int]:
             path = Path(root) / name
             if name.startswith("."):
                 continue
-            if path.suffix.lower() in extensions or _is_image(path):
+            if not path.is_file():  # a FIFO or device would block a read; a dangling link has nothing
+                log.debug("calibration: skipping %s: not a regular file", path)
+                others += 1
+            elif path.suffix.lower() in extensions or _is_image(path):
                 images.append(path)
             else:
                 log.debug("calibration: skipping %s: not an image PIL can read", path)

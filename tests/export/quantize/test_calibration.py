@@ -116,6 +116,15 @@ def test_every_format_pil_reads_is_a_calibration_image(tmp_path, caplog):
     assert calib.inputs.shape == (7, 3, 16, 16) and not calib.skipped_unreadable
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_a_fifo_in_the_directory_is_skipped_not_read(tmp_path):
+    save(tmp_path / "a.png", solid(8, 8, (0, 0, 0)))
+    os.mkfifo(tmp_path / "pipe.jpg")   # opening it to read would block forever
+    os.mkfifo(tmp_path / "pipe")
+    images, others = find_images(tmp_path)
+    assert [p.name for p in images] == ["a.png"] and others == 2
+
+
 def test_interpolation_follows_the_spec():
     rng = np.random.default_rng(0)
     image = Image.fromarray(rng.integers(0, 256, (90, 90, 3), dtype=np.uint8))
