@@ -160,6 +160,15 @@ def ratio_points(rows: list[dict], records: list[BenchRecord], baseline: str) ->
     return points
 
 
+def ratio_crossings(resolutions: list[int], ratios: list[float]) -> list[float]:
+    """Resolutions where a ratio curve crosses 1, interpolated linearly between neighbours."""
+    found = []
+    for (r1, y1), (r2, y2) in zip(zip(resolutions, ratios), zip(resolutions[1:], ratios[1:])):
+        if (y1 - 1) * (y2 - 1) < 0:
+            found.append(r1 + (r2 - r1) * (y1 - 1) / (y1 - y2))
+    return found
+
+
 def _row_key(record: BenchRecord) -> dict:
     c = record.case
     return {"target": c.target, "quantization": c.quantization, "passes": c.passes, "device": c.device,
@@ -186,6 +195,10 @@ def _plot_ratio(rows: list[dict], records: list[BenchRecord], baseline: str, pat
                             label=f"{model} (95% bootstrap interval)")
             else:
                 ax.plot(xs, ys, marker="o", color=color, label=f"{model} (no samples: no interval)")
+            for at in ratio_crossings(xs, ys):
+                ax.axvline(at, color=color, linestyle=":", linewidth=1.2)
+                ax.annotate(f"crosses 1 at ~{at:.0f} px", xy=(at, 1.0), xytext=(4, 6), textcoords="offset points",
+                            fontsize=8, color=color)
         ax.axhline(1.0, color="black", linestyle="--", linewidth=1.2, label=f"{baseline} (= 1)")
         low = min([p["low"] or p["ratio"] for p in mine] + [1.0])
         high = max([p["high"] or p["ratio"] for p in mine] + [1.0])

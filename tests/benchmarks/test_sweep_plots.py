@@ -8,7 +8,7 @@ from mobexport.benchmarks.curve_table import METRICS, curve_rows
 from mobexport.benchmarks.figures import device_caption, precision_caption, threads_caption
 from mobexport.benchmarks.records import BenchRecord, CaseKey
 from mobexport.benchmarks.sweep_plots import (
-    PLOT_FILES, common_caption, plot_sweep, ratio_points, setting_caption)
+    PLOT_FILES, common_caption, plot_sweep, ratio_crossings, ratio_points, setting_caption)
 
 from .test_curve_table import curves
 
@@ -84,3 +84,8 @@ def test_ratio_to_the_baseline_has_an_interval_from_the_samples():
 
 def test_nothing_measured_draws_nothing(tmp_path):
     assert plot_sweep([], tmp_path, None) == []
+
+
+def test_ratio_crossings_are_interpolated():
+    assert ratio_crossings([128, 160, 192], [1.5, 1.1, 0.9]) == [pytest.approx(176.0)]
+    assert ratio_crossings([128, 160], [2.0, 1.5]) == []
