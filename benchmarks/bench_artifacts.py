@@ -6,6 +6,11 @@ A phone deployment ships one static input shape, so a sweep exports each
 artifact already there is reused when its manifest says it is the same
 export (model, target, static resolution, passes, quantization, mobexport
 version: compared through the recorded command) and its sha256 still matches.
+
+An artifact not in ``--out`` is taken from the machine-wide export cache
+(:mod:`mobexport.benchmarks.export_cache`) when an identical export is there,
+and every fresh export is stored in it, so a sweep into a new ``--out`` (each CI
+run) does not export again what an earlier run already exported.
 """
 
 from __future__ import annotations
@@ -68,6 +73,14 @@ def export_config(case: CaseKey, out_dir: Path) -> ExportConfig:
                         command=export_command(case))
 
 
+def same_export(case: CaseKey, artifact: Artifact) -> bool:
+    """Whether ``artifact``'s manifest says it is the export ``case`` asks for."""
+    m = artifact.manifest
+    return (m.target == case.target and m.model.get("name") == case.model
+            and m.resolution.get("export") == case.resolution and not m.resolution.get("dynamic")
+            and list(m.command) == export_command(case) and m.mobexport_version == __version__)
+
+
 def reusable(case: CaseKey, out_dir: Path) -> Artifact | None:
     """The artifact already exported for ``case``, if it is intact and the same export."""
     directory = export_config(case, out_dir).artifact_dir()
@@ -77,11 +90,7 @@ def reusable(case: CaseKey, out_dir: Path) -> Artifact | None:
         artifact = Artifact.open(directory)
     except MobexportError:
         return None
-    m = artifact.manifest
-    same = (m.target == case.target and m.model.get("name") == case.model
-            and m.resolution.get("export") == case.resolution and not m.resolution.get("dynamic")
-            and list(m.command) == export_command(case) and m.mobexport_version == __version__)
-    if not same or not artifact.path.exists() or not artifact.verify_hash():
+    if not same_export(case, artifact) or not artifact.path.exists() or not artifact.verify_hash():
         return None
     return artifact
 
@@ -90,17 +99,37 @@ def costs_from(manifest: Manifest) -> tuple[int | None, int | None]:
     return manifest.macs.get("total_macs"), manifest.params or None
 
 
-def prepare(case: CaseKey, out_dir: Path, on_step: Callable[[str], None] | None = None) -> Prepared:
-    """Export (or reuse) the artifact of ``case``; eager PyTorch needs only its MACs."""
+_FROM_ENVIRONMENT = object()
+
+
+def prepare(case: CaseKey, out_dir: Path, on_step: Callable[[str], None] | None = None,
+            cache_dir: Path | None | object = _FROM_ENVIRONMENT) -> Prepared:
+    """Export (or reuse) the artifact of ``case``; eager PyTorch needs only its MACs.
+
+    Reuse order: the artifact already in ``out_dir``, then the export cache
+    (``cache_dir``; by default from ``$MOBEXPORT_CACHE_DIR`` or ``~/.cache``;
+    None turns it off), then a fresh export, which is stored in the cache.
+    """
     if case.target == EAGER:
         macs, params = eager_costs(case, out_dir)
         return Prepared(case, None, macs, params)
     found = reusable(case, out_dir)
     if found is not None:
         return Prepared(case, found, *costs_from(found.manifest), reused=True)
+    from .export_cache import ExportCache, default_cache_dir
+
+    root = default_cache_dir() if cache_dir is _FROM_ENVIRONMENT else cache_dir
+    cache = ExportCache(root) if root is not None else None
+    config = export_config(case, out_dir)
+    if cache is not None:
+        cached = cache.restore(config, config.artifact_dir(), lambda artifact: same_export(case, artifact))
+        if cached is not None:
+            return Prepared(case, cached, *costs_from(cached.manifest), reused=True)
     from mobexport.export.pipeline import export_model
 
-    artifact = export_model(export_config(case, out_dir), on_step=on_step)
+    artifact = export_model(config, on_step=on_step)
+    if cache is not None:
+        cache.store(config, artifact)
     return Prepared(case, artifact, *costs_from(artifact.manifest))
 
 

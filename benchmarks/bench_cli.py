@@ -25,12 +25,12 @@ from mobexport.devices.measure import MeasurePolicy
 from mobexport.devices.registry import DeviceOptions, get_device
 from mobexport.errors import BenchmarkError, MobexportError
 
-from .curve_table import METRICS, crossovers, curve_rows, setting_key, write_csv
+from .curve_table import crossovers, curve_rows, setting_key, write_csv
 from .plan import SweepPlan
 from .records import read_records
 from .suite import list_suites, load_suite
 from .sweep import RESULTS_NAME, run_sweep
-from .sweep_plots import plot_sweep
+from .sweep_plots import PLOT_FILES, plot_sweep
 from .sweep_summary import markdown, rich_table, write_markdown
 
 DEFAULT_OUT = Path("bench-out")
@@ -156,9 +156,10 @@ def write_outputs(out_dir: Path, baseline: str | None, title: str, policy: Measu
     records = read_records(results)
     rows = curve_rows(records, baseline)
     write_csv(rows, out_dir / "curves.csv")
-    plots = plot_sweep(rows, out_dir, baseline, title.replace("mobexport bench: ", ""))
     measured = [r for r in records if r.status == "ok"]
     device_info = measured[-1].device_info if measured else (records[-1].device_info if records else {})
+    plots = plot_sweep(rows, out_dir, baseline, title.replace("mobexport bench: ", ""), records=records,
+                       device_info=device_info)
     tools = measured[-1].tool_versions if measured else {}
     text = markdown(rows, baseline, title=title, device_info=device_info, tool_versions=tools,
                     policy=policy.to_dict(), plots=plots)
@@ -179,7 +180,7 @@ def print_report(console: Console, rows: list[dict], baseline: str | None, out_d
     for r in failed:
         console.print(f"[red]failed[/] {r['model']}/{r['target']}@{r['resolution']}: {r['error']}", highlight=False)
     console.print(f"wrote {out_dir / RESULTS_NAME}, curves.csv, summary.md and "
-                  f"{', '.join(name for _, name in METRICS.values())} in {out_dir}", highlight=False)
+                  f"{', '.join(n for n in PLOT_FILES if (out_dir / n).is_file())} in {out_dir}", highlight=False)
 
 
 def main(argv: Sequence[str]) -> int:

@@ -14,6 +14,13 @@
 #   MOBEXPORT_CI_BASELINE  baseline file (default: benchmarks/baselines/ci_local_cpu.json)
 #   MOBEXPORT_CI_BASELINE_RUNS  sweeps behind a new baseline (default: 5); several
 #                          runs let the check see the machine's run-to-run variation
+#   MOBEXPORT_CACHE_DIR    export cache shared by every run on this machine
+#                          (default: ~/.cache/mobexport/artifacts; "off" disables it):
+#                          a re-run exports nothing that an earlier run exported with
+#                          the same model, options, mobexport source and package versions
+#
+# The plot is written beside the results as regress-results-<UTC time>.png, one
+# per run (the output names it).
 #
 # The sweep: Mobile-Former 52M and 294M against MobileNetV3-Large (the
 # reference of relative mode), ONNX Runtime, three resolutions. See
@@ -73,5 +80,5 @@ fi
 sweep
 set +e
 mobexport regress --baseline "$baseline" --results "$out/results.jsonl" \
-    --markdown "$out/regress.md" --plot "$out/regress.png" "$@"
+    --markdown "$out/regress.md" "$@"
 exit $?

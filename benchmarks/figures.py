@@ -41,3 +41,27 @@ def save_png(fig: Figure, path: str | Path, dpi: int = 110, hint: str = "choose 
         if pyplot is not None:  # a pyplot figure stays registered (and in memory) until closed
             pyplot.close(fig)
     return path
+
+
+def device_caption(info: dict | None) -> str:
+    """'local (AMD EPYC, 2 cores)': which machine a plot's numbers come from."""
+    info = info or {}
+    name = info.get("name") or "unknown device"
+    details = [str(info[k]) for k in ("soc", "model", "cpu", "processor") if info.get(k)][:2]
+    if info.get("cores"):
+        details.append(f"{info['cores']} cores")
+    if info.get("cpus"):
+        details.append(f"pinned to cpus {info['cpus']}")
+    return f"{name} ({', '.join(details)})" if details else str(name)
+
+
+def threads_caption(threads: int | None) -> str:
+    """'1 thread', '4 threads', or 'runtime-default threads' (0 or unknown)."""
+    if not threads:
+        return "runtime-default threads"
+    return f"{threads} thread{'s' if threads != 1 else ''}"
+
+
+def precision_caption(quantization: str | None) -> str:
+    """What the weights and activations are: 'fp32' for an unquantized export, else the quantization."""
+    return "fp32" if quantization in (None, "", "none") else str(quantization)

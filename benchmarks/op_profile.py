@@ -204,21 +204,40 @@ def print_tables(profiles: list[dict], console: Console) -> None:
         console.print(f"{a['model']} / {b['model']}: node time ratio {a['total_ms'] / b['total_ms']:.2f}{macs}")
 
 
+PROFILER_NOTE = {
+    "onnx": "Profiled node time: every node includes the profiler's own per-node overhead (about 10 µs), so a "
+            "model with many small nodes looks slower here than unprofiled; its real latency is what "
+            "'mobexport bench' measures.",
+    "executorch": "Profiled operator time: every traced operator includes the event tracer's per-event "
+                  "overhead, so a model with many small operators looks slower here than unprofiled; its "
+                  "real latency is what 'mobexport bench' measures.",
+}
+
+
 def plot(profiles: list[dict], path: Path) -> Path:
+    import textwrap
+
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from .figures import device_caption, threads_caption
+
+    target = profiles[0].get("target", "onnx")
     rows = comparison_rows(profiles, top=8)
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(7.5, 5.6))
     bottom = np.zeros(len(profiles))
     for op, values in rows:
         ax.bar([p["model"] for p in profiles], values, bottom=bottom, label=op)
         bottom += np.array(values)
-    ax.set_ylabel(f"ms per inference ({RUNTIMES[profiles[0].get('target', 'onnx')]} op time)")
-    ax.set_title(f"Where the time goes @{profiles[0]['resolution']}, {profiles[0]['threads']} thread(s)")
+    ax.set_ylabel(f"profiled ms per inference ({RUNTIMES[target]} op time)")
+    ax.set_title(f"Where the time goes @{profiles[0]['resolution']}: {RUNTIMES[target]}, fp32, "
+                 f"{threads_caption(profiles[0]['threads'])}\non {device_caption(profiles[0].get('device'))}; "
+                 f"includes the profiler's per-node overhead", fontsize=10)
     ax.legend(fontsize=8, loc="upper right")
+    fig.text(0.01, 0.01, textwrap.fill(PROFILER_NOTE[target], 110), fontsize=7, va="bottom")
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     return save_png(fig, path)
 
 
@@ -237,8 +256,12 @@ def main(argv: list[str] | None = None) -> int:
     console = Console(width=140)
     with tempfile.TemporaryDirectory() as tmp:
         profiles = [_run_isolated(args, m, Path(tmp)) for m in args.models.split(",") if m]
+    from mobexport.devices.local import LocalDevice
+
+    device = LocalDevice().info()
     for prof in profiles:
         prof.pop("trace", None)
+        prof.setdefault("device", device)
     (args.out / "profile.json").write_text(json.dumps(profiles, indent=2))
     print_tables(profiles, console)
     console.print(f"wrote {args.out / 'profile.json'} and {plot(profiles, args.out / 'op_time.png')}")

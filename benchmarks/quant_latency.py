@@ -11,7 +11,9 @@ fp32 and int8 numbers of a pair are taken minutes apart at most, under the
 same machine load. The reported latency of a case is the median of its
 per-round medians, the speed-up is fp32 / int8 of those; rounds are kept in
 ``results.json`` so the spread can be checked. A table is printed and
-``latency.png`` plotted.
+``latency.png`` plotted (each pair labelled "int8/fp32 latency": below 1 int8 is
+faster), and, where the int8 manifests carry an accuracy report,
+``accuracy_vs_latency.png``.
 
 Weights: latency does not depend on weight values, but the export's parity
 check needs logits with a signal, and a random-init MobileNetV3 (torch's
@@ -46,7 +48,7 @@ from mobexport.errors import MobexportError
 from mobexport.export.artifact import Artifact
 from mobexport.manifest import write_text_atomic
 
-from .figures import save_png
+from .figures import device_caption, save_png, threads_caption
 
 MODES = ("none", "int8")
 
@@ -173,27 +175,58 @@ def main(argv: Sequence[str] | None = None) -> int:
                          "fp32_ms": round(fp32, 3), "int8_ms": round(int8, 3), "speedup": round(fp32 / int8, 2),
                          "fp32_rounds_ms": [round(v, 3) for v in medians[(model, target, "none")]],
                          "int8_rounds_ms": [round(v, 3) for v in medians[(model, target, "int8")]],
-                         "fp32_file_bytes": sizes["none"], "int8_file_bytes": sizes["int8"]})
+                         "fp32_file_bytes": sizes["none"], "int8_file_bytes": sizes["int8"],
+                         **accuracy_of(next(a for m, t, md, a in cases if (m, t, md) == (model, target, "int8")))})
     table = Table(title=f"int8 vs fp32 latency @{args.resolution}, median of {args.rounds} interleaved rounds")
-    for column in ("model", "target", "fp32 ms", "int8 ms", "speed-up", "fp32 file", "int8 file"):
+    for column in ("model", "target", "fp32 ms", "int8 ms", "int8/fp32 latency", "fp32 file", "int8 file"):
         table.add_column(column, justify="left" if column in ("model", "target") else "right")
     for r in rows:
         if "failed" in r:
             table.add_row(r["model"], r["target"], "export failed", "", "", "", "")
             continue
-        table.add_row(r["model"], r["target"], f"{r['fp32_ms']:.2f}", f"{r['int8_ms']:.2f}", f"{r['speedup']:.2f}x",
+        table.add_row(r["model"], r["target"], f"{r['fp32_ms']:.2f}", f"{r['int8_ms']:.2f}", f"{r['int8_ms'] / r['fp32_ms']:.2f}",
                       f"{r['fp32_file_bytes'] / 1e6:.1f} MB", f"{r['int8_file_bytes'] / 1e6:.1f} MB")
     console.print(table)
     for (model, target), reason in failed.items():
         console.print(f"{model} / {target}: not measured, {reason}", highlight=False)
+    device_info = LocalDevice().info()
     write_text_atomic(args.out / "results.json", json.dumps({"rows": rows, "threads": args.threads,
-                                                             "min_time_s": args.min_time}, indent=2) + "\n")
-    plot([r for r in rows if "failed" not in r], args.out / "latency.png", args.resolution)
-    console.print(f"wrote {args.out / 'results.json'} and {args.out / 'latency.png'}", highlight=False)
+                                                             "min_time_s": args.min_time, "device": device_info},
+                                                            indent=2) + "\n")
+    measured = [r for r in rows if "failed" not in r]
+    written = [plot(measured, args.out / "latency.png", args.resolution, args.threads, device_info)]
+    accuracy_plot = plot_accuracy(measured, args.out / "accuracy_vs_latency.png", args.resolution, args.threads,
+                                  device_info)
+    if accuracy_plot is not None:
+        written.append(accuracy_plot)
+    console.print(f"wrote {args.out / 'results.json'} and {', '.join(str(p) for p in written)}", highlight=False)
     return 0
 
 
-def plot(rows: list[dict], path: Path, resolution: int) -> None:
+def accuracy_of(artifact) -> dict:
+    """The int8 artifact's accuracy against its float model, as its manifest records it (or nothing).
+
+    ``top1`` (labelled evaluation: a trained fixture) or ``top1_agreement``
+    (the quantized model's top-1 equals the float model's) and where it was
+    measured; the float model agrees with itself, so fp32's agreement is 1.
+    """
+    accuracy = (artifact.manifest.quantization or {}).get("accuracy") or {}
+    facts = {}
+    if "quantized_top1" in accuracy:
+        facts.update(fp32_top1=accuracy["float_top1"], int8_top1=accuracy["quantized_top1"])
+    if "top1_agreement" in accuracy:
+        facts.update(int8_top1_agreement=accuracy["top1_agreement"],
+                     accuracy_evaluated_on=accuracy.get("evaluated_on", ""))
+    return facts
+
+
+def _caption(resolution: int, threads: int, device_info: dict | None) -> str:
+    return (f"@{resolution} px, {threads_caption(threads)}, on {device_caption(device_info)} "
+            "\n(one process per case, interleaved rounds)")
+
+
+def plot(rows: list[dict], path: Path, resolution: int, threads: int = 0, device_info: dict | None = None) -> Path:
+    """fp32 and int8 latency side by side; each pair labelled with int8's latency as a fraction of fp32's."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -201,17 +234,55 @@ def plot(rows: list[dict], path: Path, resolution: int) -> None:
 
     labels = [f"{r['model']}\n{r['target']}" for r in rows]
     x = range(len(rows))
-    fig, ax = plt.subplots(figsize=(max(5, 2.2 * len(rows)), 4))
+    fig, ax = plt.subplots(figsize=(max(6, 2.4 * len(rows)), 4.4))
     ax.bar([i - 0.2 for i in x], [r["fp32_ms"] for r in rows], width=0.4, label="fp32")
     ax.bar([i + 0.2 for i in x], [r["int8_ms"] for r in rows], width=0.4, label="int8")
     for i, r in zip(x, rows):
-        ax.text(i + 0.2, r["int8_ms"], f"{r['speedup']:.2f}x", ha="center", va="bottom", fontsize=8)
+        ax.text(i + 0.2, r["int8_ms"], f"int8/fp32\nlatency {r['int8_ms'] / r['fp32_ms']:.2f}", ha="center",
+                va="bottom", fontsize=7)
     ax.set_xticks(list(x), labels, fontsize=8)
     ax.set_ylabel(f"median latency @{resolution} (ms)")
-    ax.set_title("int8 vs fp32 on this CPU (one process per case, interleaved rounds)")
+    ax.set_title(f"int8 vs fp32 latency\n{_caption(resolution, threads, device_info)}", fontsize=9)
+    ax.margins(y=0.15)
     ax.legend()
     fig.tight_layout()
-    save_png(fig, path, dpi=120, hint="choose another --out")
+    return save_png(fig, path, dpi=120, hint="choose another --out")
+
+
+def plot_accuracy(rows: list[dict], path: Path, resolution: int, threads: int = 0,
+                  device_info: dict | None = None) -> Path | None:
+    """Accuracy against latency, fp32 and int8 of each (model, target) joined by an arrow.
+
+    Top-1 when every row has labelled accuracy, else top-1 agreement with
+    the float model (fp32 at 1 by definition); None when no row has either.
+    """
+    known = [r for r in rows if "int8_top1" in r or "int8_top1_agreement" in r]
+    if not known:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labelled = all("int8_top1" in r for r in known)
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    for i, r in enumerate(known):
+        fp32 = 100 * (r["fp32_top1"] if labelled else 1.0)
+        int8 = 100 * (r["int8_top1"] if labelled else r["int8_top1_agreement"])
+        color = f"C{i % 10}"
+        ax.scatter([r["fp32_ms"]], [fp32], marker="o", color=color, label=f"{r['model']} / {r['target']}: fp32")
+        ax.scatter([r["int8_ms"]], [int8], marker="s", color=color, label=f"{r['model']} / {r['target']}: int8")
+        ax.annotate("", xy=(r["int8_ms"], int8), xytext=(r["fp32_ms"], fp32),
+                    arrowprops=dict(arrowstyle="->", color=color, alpha=0.6))
+    ax.set_xlabel(f"median latency @{resolution} (ms)")
+    ax.set_ylabel("top-1 (%)" if labelled else "top-1 agreement with the fp32 model (%)")
+    where = "labelled held-out images" if labelled else (known[0].get("accuracy_evaluated_on") or "held-out inputs")
+    ax.set_title(f"accuracy vs latency, fp32 → int8 (accuracy on {where})\n"
+                 f"{_caption(resolution, threads, device_info)}", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    return save_png(fig, path, dpi=120, hint="choose another --out")
 
 
 if __name__ == "__main__":

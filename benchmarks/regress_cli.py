@@ -70,7 +70,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--markdown", type=Path, metavar="FILE", help="also write the markdown report here")
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the per-point verdicts as JSON")
     p.add_argument("--plot", type=Path, metavar="FILE",
-                   help="PNG path (default: regress.png beside the results, history.png in the history folder)")
+                   help="PNG path (default: regress-<results name>-<UTC time>.png beside the results, one per run; "
+                        "history.png in the history folder)")
     p.add_argument("--no-plot", action="store_true", help="do not draw the PNG")
     p.add_argument("--debug", action="store_true", help="show tracebacks and verbose logs")
     return p
@@ -120,7 +121,7 @@ def _update_baseline(args, console: Console) -> int:
 
 
 def _compare(args, console: Console) -> int:
-    from .regress_plot import plot_comparison
+    from .regress_plot import default_plot_path, plot_comparison
     from .regress_report import comparison_markdown, print_comparison
 
     settings = RegressionSettings(mode=args.mode, reference=args.reference, min_effect=args.min_effect,
@@ -141,7 +142,7 @@ def _compare(args, console: Console) -> int:
 
     plot_path = None
     if not args.no_plot:
-        plot_path = plot_comparison(report, args.plot or args.results.parent / "regress.png")
+        plot_path = plot_comparison(report, args.plot or default_plot_path(args.results))
     markdown = comparison_markdown(report, args.baseline.name, str(args.results),
                                    plot_path.name if plot_path else None)
     print_comparison(console, report)

@@ -12,6 +12,7 @@ across runs.
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import datetime, timezone
 from pathlib import Path
 
 from matplotlib.figure import Figure
@@ -19,18 +20,53 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
 
 from .curves import CurveId
-from .figures import save_png
+from .figures import device_caption, precision_caption, save_png, threads_caption
 from .history import History
 from .regression import PointComparison, RegressionReport, Status
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
-RATIO_TICKS = (0.1, 0.2, 0.33, 0.5, 0.67, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5, 2, 3, 5, 10)
+RATIO_TICKS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.33, 0.5, 0.67, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5, 2, 3, 5, 10, 20, 50,
+               100)
 
 
 def _setting_of(case) -> str:
-    return CurveId.of(case).setting()
+    """The row's setting, its precision and threads: 'onnx · fp32 · runtime-default threads'."""
+    return f"{CurveId.of(case).setting()} · {precision_caption(case.quantization)} · {threads_caption(case.threads)}"
 
 
+def _devices(provenance: dict) -> str:
+    devices = provenance.get("devices") or []
+    return "; ".join(device_caption(d) for d in devices) or "unknown device"
+
+
+def default_plot_path(results: Path, kind: str = "regress") -> Path:
+    """A plot name of its own for every run, beside the results: ``regress-<results stem>-<UTC time>.png``.
+
+    A fixed ``regress.png`` was overwritten by the next check; a CI job that
+    wants a fixed name passes ``--plot``.
+    """
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    path = Path(results).parent / f"{kind}-{Path(results).stem}-{stamp}.png"
+    n = 1
+    while path.exists():  # two checks within one second
+        n += 1
+        path = path.with_name(f"{kind}-{Path(results).stem}-{stamp}-{n}.png")
+    return path
+
+
+
+
+def _ticks(low: float, high: float, most: int = 9) -> list[float]:
+    """Ratio ticks within [low, high], thinned to at most ``most`` that stay readable on a log axis (1 kept)."""
+    import math
+
+    inside = [t for t in RATIO_TICKS if low <= t <= high]
+    gap = math.log(high / low) / most
+    kept = [1.0] if low <= 1.0 <= high else []
+    for t in sorted(inside, key=lambda t: abs(math.log(t))):
+        if all(abs(math.log(t / k)) >= gap for k in kept):
+            kept.append(t)
+    return sorted(kept)
 
 
 def plot_comparison(report: RegressionReport, path: Path) -> Path:
@@ -70,21 +106,29 @@ def plot_comparison(report: RegressionReport, path: Path) -> Path:
         change_ax.axhline(threshold, color="red", linestyle=":", linewidth=1,
                           label=f"+{report.settings.min_effect:.0%} min effect")
         change_ax.axhline(1 / threshold, color="green", linestyle=":", linewidth=1)
-        # Estimates and thresholds always in view; intervals wider than 10x either way are cut at the frame.
-        shown = [p.ratio for p in points] + [threshold ** 2, threshold ** -2]
-        low, high = max(min(shown) / 1.2, 0.1), min(max(shown) * 1.2, 10)
+        # Estimates, intervals and thresholds always in view; an interval wider than 100x either way
+        # is cut at the frame and its end marked with an arrow, so nothing leaves the axes unsaid.
+        ends = [v for p in points for v in (p.ratio, p.ci_low, p.ci_high) if v is not None and v > 0]
+        shown = ends + [threshold ** 2, threshold ** -2]
+        low, high = max(min(shown) / 1.1, 0.01), min(max(shown) * 1.1, 100)
         change_ax.set_ylim(low, high)
-        change_ax.yaxis.set_major_locator(FixedLocator([t for t in RATIO_TICKS if low <= t <= high]))
+        for p in points:
+            for end, edge, mark in ((p.ci_low, low, "v"), (p.ci_high, high, "^")):
+                if end is not None and (end < low or end > high):
+                    change_ax.plot([p.case.resolution], [edge], marker=mark, color=colors[p.case.model],
+                                   clip_on=False, zorder=6)
+        change_ax.yaxis.set_major_locator(FixedLocator(_ticks(low, high)))
         change_ax.yaxis.set_minor_locator(NullLocator())
         change_ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y - 1:+.0%}"))
         ylabel = f"latency ÷ {report.settings.reference}" if relative else "median latency (ms)"
         curve_ax.set(title=f"{setting}: baseline (dashed) vs current (solid)", xlabel="resolution (px)", ylabel=ylabel)
-        change_ax.set(title=f"{setting}: change vs baseline ({report.point_confidence:.1%} interval; red ring = regressed)",
+        change_ax.set(title=f"{setting}: change vs baseline\n({report.point_confidence:.1%} interval; red ring = regressed)",
                       xlabel="resolution (px)", ylabel="change vs baseline (log scale)")
         for ax in (curve_ax, change_ax):
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
-    title = f"mobexport regression check ({report.settings.mode} mode)"
+    title = (f"mobexport regression check ({report.settings.mode} mode) on "
+             f"{_devices(report.current_provenance)}")
     factor = report.machine_factor()
     if factor is not None:
         title += f"; the reference ran {factor:.2f}× its baseline latency (cancelled out)"
@@ -125,5 +169,6 @@ def plot_history(history: History, path: Path) -> Path:
             ax.set_xticks(x, labels, rotation=45, ha="right", fontsize=7)
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7, ncol=2)
-    fig.suptitle(f"mobexport trends over {len(history.runs)} runs ({history.mode} mode)")
+    devices = sorted({d for run in history.runs for d in run.devices}) or ["unknown device"]
+    fig.suptitle(f"mobexport trends over {len(history.runs)} runs ({history.mode} mode) on {', '.join(devices)}")
     return save_png(fig, path, hint="choose another path with --plot")

@@ -54,11 +54,10 @@ def _value(report: RegressionReport, p: PointComparison, side: str) -> str:
 
 
 def _interval(p: PointComparison) -> str:
-    if p.ci_low is None:
+    """The interval of the change, in the unit of the change column (percent) on every row."""
+    if p.ci_low is None or p.ci_high is None:
         return ""
-    if p.ci_low < 0.5 or p.ci_high > 2:  # wide: factors read better than percentages in the thousands
-        return f"{p.ci_low:.3g}×…{p.ci_high:.3g}×"
-    return f"{p.ci_low - 1:+.1%}…{p.ci_high - 1:+.1%}"
+    return f"{_pct(p.ci_low - 1)}…{_pct(p.ci_high - 1)}"
 
 
 def _cost_changes(p: PointComparison) -> str:
@@ -129,7 +128,7 @@ def comparison_markdown(report: RegressionReport, baseline_name: str, results_na
     lines += [f"> ⚠️ {warning}\n" for warning in report.warnings]
     unit = "× reference" if report.settings.relative else "ms"
     lines += [f"| status | model | setting | resolution | baseline ({unit}) | current ({unit}) | change | "
-              "interval | MACs | params |",
+              "change interval | MACs | params |",
               "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for p in report.points:
         macs = _count_change(p.baseline_macs, p.current_macs)
@@ -157,7 +156,7 @@ def print_comparison(console: Console, report: RegressionReport) -> None:
                   title_justify="left")
     table.add_column("status")
     table.add_column("case", overflow="fold")
-    for name in (f"baseline {unit}", f"current {unit}", "change", "interval", "MACs"):
+    for name in (f"baseline {unit}", f"current {unit}", "change", "change interval", "MACs"):
         table.add_column(name, justify="right")
     for p in report.points:
         plain = not report.settings.relative or p.status is Status.REFERENCE

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
+
+# Tests never read or fill the user's export cache (~/.cache/mobexport/artifacts): a test that
+# wants the cache passes its own directory (benchmarks/export_cache.py).
+os.environ["MOBEXPORT_CACHE_DIR"] = "off"
 
 
 @pytest.fixture(autouse=True)

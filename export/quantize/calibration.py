@@ -2,13 +2,21 @@
 
 Static int8 quantization picks each activation's range from what the model
 sees on representative inputs, so the inputs must go through the model's own
-evaluation preprocessing (``mobexport.models.get_spec``): resize the shorter
-side to ``floor(resolution / crop_pct)`` with the spec's interpolation,
-centre-crop to ``resolution``, scale to [0, 1], normalise with the spec's
-mean/std. That is timm's evaluation transform.
+evaluation preprocessing (``mobexport.models.get_spec``). That is timm's
+evaluation transform (``transforms_imagenet_eval`` with the default centre
+crop), reproduced exactly:
 
-Files are found recursively; ``.jpg``, ``.jpeg`` and ``.png`` (any case) are
-images, anything else is skipped and counted. An image file that does not
+- the shorter side becomes ``floor(resolution / crop_pct)`` and the longer
+  side ``int(new_short * long / short)`` (torchvision's ``Resize(int)``:
+  truncated, not rounded), with the spec's interpolation;
+- centre crop to ``resolution``, offsets ``int(round((size - resolution) / 2))``
+  (torchvision's ``CenterCrop``);
+- scale to [0, 1], normalise with the spec's mean/std.
+
+Files are found recursively and every format PIL reads is accepted (jpg, png,
+webp, bmp, tiff, gif...): a file whose extension PIL knows is an image, any
+other file is tried by content and, if PIL does not recognise it, skipped and
+counted as "not an image" (one debug log line each). An image file that does not
 decode is skipped and counted too. Only when nothing usable remains is it an
 error: a calibration directory with a stray README or one broken file should
 not stop an export, but one with no images must. The file order is shuffled
@@ -38,7 +46,6 @@ import numpy as np
 from mobexport.errors import QuantizationError
 from mobexport.models.spec import ModelSpec
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 SHUFFLE_SEED = 0
 DEFAULT_HELDBACK = 64
 log = logging.getLogger(__name__)
@@ -90,9 +97,27 @@ class CalibrationSet:
         return facts
 
 
+def resized_size(width: int, height: int, shorter_side: int) -> tuple[int, int]:
+    """``(width, height)`` after torchvision's ``Resize(shorter_side)``, as timm's eval transform uses it.
+
+    The shorter side becomes ``shorter_side``; the longer one
+    ``int(shorter_side * long / short)``, truncated as torchvision does.
+    """
+    short, long = (width, height) if width <= height else (height, width)
+    new_long = int(shorter_side * long / short)
+    return (shorter_side, new_long) if width <= height else (new_long, shorter_side)
+
+
+def shorter_side_for(spec: ModelSpec, resolution: int) -> int:
+    """timm's ``scale_size``: ``floor(resolution / crop_pct)``."""
+    return math.floor(resolution / spec.crop_pct)
+
+
 def preprocessing_of(spec: ModelSpec, resolution: int) -> dict:
     return {
-        "resize_shorter_side": math.floor(resolution / spec.crop_pct),
+        "transform": "timm transforms_imagenet_eval (centre crop)",
+        "resize_shorter_side": shorter_side_for(spec, resolution),
+        "resize_longer_side": "int(shorter * long / short)",
         "interpolation": spec.interpolation,
         "center_crop": resolution,
         "mean": list(spec.mean),
@@ -107,11 +132,9 @@ def preprocess(image, spec: ModelSpec, resolution: int) -> np.ndarray:
     filters = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC,
                "nearest": Image.Resampling.NEAREST, "lanczos": Image.Resampling.LANCZOS}
     image = image.convert("RGB")
-    width, height = image.size
-    short = math.floor(resolution / spec.crop_pct)
-    scale = short / min(width, height)
-    size = (max(short, round(width * scale)), max(short, round(height * scale)))
-    image = image.resize(size, filters.get(spec.interpolation, Image.Resampling.BILINEAR))
+    size = resized_size(*image.size, shorter_side_for(spec, resolution))
+    if size != image.size:  # torchvision returns the image unchanged when no resize is needed
+        image = image.resize(size, filters.get(spec.interpolation, Image.Resampling.BILINEAR))
     left = int(round((size[0] - resolution) / 2.0))
     top = int(round((size[1] - resolution) / 2.0))
     image = image.crop((left, top, left + resolution, top + resolution))
@@ -121,17 +144,49 @@ def preprocess(image, spec: ModelSpec, resolution: int) -> np.ndarray:
     return (x - mean) / std
 
 
+def image_extensions() -> frozenset[str]:
+    """Every file extension PIL has a decoder for (``.jpg``, ``.png``, ``.webp``, ``.bmp``, ``.tif``...)."""
+    from PIL import Image
+
+    from PIL import ImageFile
+
+    Image.init()  # registers every plugin, not only the five preloaded ones
+
+    def decodes(fmt: str) -> bool:  # stub formats (HDF5, GRIB, WMF...) need an external handler
+        factory = Image.OPEN.get(fmt, (None,))[0]
+        return factory is not None and not (isinstance(factory, type)
+                                            and issubclass(factory, ImageFile.StubImageFile))
+
+    return frozenset(ext for ext, fmt in Image.registered_extensions().items() if decodes(fmt))
+
+
+def _is_image(path: Path) -> bool:
+    """Whether PIL recognises ``path``'s content as an image (reads only the header)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path):
+            return True
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return False
+
+
 def find_images(directory: Path) -> tuple[list[Path], int]:
-    """(image files sorted by path, count of other files) under ``directory``, recursively."""
+    """(image files sorted by path, count of other files) under ``directory``, recursively.
+
+    A file is an image when its extension is one PIL reads, or, whatever its
+    extension, when PIL recognises its content; hidden files are ignored.
+    """
     directory = Path(directory)
+    hint = "pass --calib DIR with images PIL can read (jpg, png, webp, bmp, tiff...)"
     if not directory.exists():
-        raise QuantizationError(f"calibration directory '{directory}' does not exist",
-                                "pass --calib DIR with jpg/png images")
+        raise QuantizationError(f"calibration directory '{directory}' does not exist", hint)
     if not directory.is_dir():
-        raise QuantizationError(f"--calib '{directory}' is not a directory", "pass a directory of jpg/png images")
+        raise QuantizationError(f"--calib '{directory}' is not a directory", hint)
     if not os.access(directory, os.R_OK | os.X_OK):
         raise QuantizationError(f"calibration directory '{directory}' is not readable",
                                 "check its permissions")
+    extensions = image_extensions()
     images, others = [], 0
     errors: list[OSError] = []
     for root, dirs, files in os.walk(directory, onerror=errors.append):
@@ -140,9 +195,13 @@ def find_images(directory: Path) -> tuple[list[Path], int]:
             path = Path(root) / name
             if name.startswith("."):
                 continue
-            if path.suffix.lower() in IMAGE_SUFFIXES:
+            if not path.is_file():  # a FIFO or device would block a read; a dangling link has nothing
+                log.debug("calibration: skipping %s: not a regular file", path)
+                others += 1
+            elif path.suffix.lower() in extensions or _is_image(path):
                 images.append(path)
             else:
+                log.debug("calibration: skipping %s: not an image PIL can read", path)
                 others += 1
     if errors and not images:
         raise QuantizationError(f"cannot read calibration directory '{directory}' ({errors[0].strerror})",
@@ -172,10 +231,10 @@ def load_calibration(directory: Path, spec: ModelSpec, resolution: int, samples:
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
             unreadable.append(f"{path.name}: {type(exc).__name__}")
     if not arrays:
-        what = f"{len(files)} jpg/png file(s) unreadable" if files else "no jpg/png files"
+        what = f"{len(files)} image file(s) unreadable" if files else "no image files"
         raise QuantizationError(
             f"no usable calibration images in '{directory}' ({what}, {others} other file(s) skipped)",
-            "put .jpg/.jpeg/.png images (any folder depth) in the --calib directory")
+            "put images PIL can read (jpg, png, webp, bmp, tiff...; any folder depth) in the --calib directory")
     if unreadable:
         log.warning("calibration: skipped %d unreadable image file(s) in %s (e.g. %s)",
                     len(unreadable), directory, unreadable[0])
@@ -217,5 +276,5 @@ def calibration_for(calib_dir: Path | None, spec: ModelSpec, resolution: int, sa
     if calib_dir is not None:
         return load_calibration(Path(calib_dir), spec, resolution, samples)
     log.warning("no --calib DIR given: calibrating %s on %d synthetic noise inputs; int8 accuracy on real images "
-                "may suffer (pass --calib with a few hundred representative jpg/png images)", spec.name, samples)
+                "may suffer (pass --calib with a few hundred representative images)", spec.name, samples)
     return synthetic_calibration(spec, resolution, samples)

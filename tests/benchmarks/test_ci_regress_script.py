@@ -76,11 +76,12 @@ def test_update_then_check_then_regression(fake_env):
     check = run_script(env)
     assert check.returncode == 0, check.stdout + check.stderr
     assert (tmp / "out" / "regress.md").read_text().startswith("## mobexport regression check: ✅")
-    assert (tmp / "out" / "regress.png").is_file()
+    assert len(list((tmp / "out").glob("regress-results-*.png"))) == 1   # one plot per run, named per run
 
     slower = run_script(env)
     assert slower.returncode == 1, slower.stdout + slower.stderr
     assert "mobile_former_52m/onnx@160" in slower.stdout
+    assert len(list((tmp / "out").glob("regress-results-*.png"))) == 2   # the first run's plot is kept
 
 
 def test_bench_bad_input_stops_with_its_status(fake_env):

@@ -43,8 +43,9 @@ def test_unchanged_run_passes_with_table_plot_and_markdown(baseline, make_result
     status, out, err = run(capsys, "--baseline", baseline, "--results", results, "--markdown", md)
     assert status == 0, err
     assert "no regression" in out
-    plot = results.parent / "regress.png"
-    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    plots = list(results.parent.glob(f"regress-{results.stem}-*.png"))  # one name per run, said in the output
+    assert len(plots) == 1 and plots[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"plot: {plots[0]}" in out.replace("\n", "")
     text = md.read_text()
     assert text.startswith("## mobexport regression check: ✅ no regression")
     assert text.count("| ✅ unchanged |") == 6 and text.count("| 📏 reference |") == 3
@@ -67,7 +68,7 @@ def test_injected_slowdown_fails_the_run_and_names_the_point(baseline, make_resu
     data = json.loads(verdicts.read_text())
     assert data["exit_status"] == 1 and data["machine_factor"] == pytest.approx(1.6, rel=0.06)
     assert [p["case"]["resolution"] for p in data["points"] if p["status"] == "regressed"] == [160]
-    assert plot.is_file() and not (results.parent / "regress.png").exists()
+    assert plot.is_file() and not list(results.parent.glob("regress*.png"))
 
 
 def test_twice_slower_machine_passes_relative_and_fails_absolute(baseline, make_results, capsys):

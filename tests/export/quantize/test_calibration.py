@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 
@@ -17,6 +18,8 @@ from mobexport.export.quantize.calibration import (
     find_images,
     load_calibration,
     preprocess,
+    preprocessing_of,
+    resized_size,
     synthetic_calibration,
 )
 from mobexport.models import get_spec
@@ -58,6 +61,68 @@ def test_shorter_side_is_resized_to_res_over_crop_pct_then_centre_cropped():
     assert cols.max() - cols.min() + 1 == pytest.approx(span, abs=2)
     assert (rows.min() + rows.max()) / 2 == pytest.approx(31.5, abs=1)
     assert (cols.min() + cols.max()) / 2 == pytest.approx(31.5, abs=1)
+
+
+def timm_eval_reference(image, spec, resolution):
+    """timm's eval transform written out from its definition (transforms_imagenet_eval, centre crop):
+    torchvision Resize(floor(res / crop_pct)) keeps the aspect ratio with the long side
+    truncated by int(), then CenterCrop offsets int(round((size - res) / 2))."""
+    width, height = image.size
+    short_target = math.floor(resolution / spec.crop_pct)
+    if width <= height:
+        size = (short_target, int(short_target * height / width))
+    else:
+        size = (int(short_target * width / height), short_target)
+    resized = image.convert("RGB").resize(size, Image.Resampling.BICUBIC)
+    left = int(round((size[0] - resolution) / 2.0))
+    top = int(round((size[1] - resolution) / 2.0))
+    x = np.asarray(resized.crop((left, top, left + resolution, top + resolution)), np.float32)
+    x = x.transpose(2, 0, 1) / np.float32(255.0)
+    return (x - np.reshape(spec.mean, (3, 1, 1)).astype(np.float32)) / np.reshape(spec.std, (3, 1, 1)).astype(np.float32)
+
+
+@pytest.mark.parametrize("width, height, resolution", [(640, 427, 224), (427, 640, 224), (500, 333, 96),
+                                                       (333, 500, 128), (300, 300, 64)])
+def test_preprocessing_is_timms_eval_transform_exactly(width, height, resolution):
+    # 640x427 at 224: the shorter side becomes floor(224 / 0.875) = 256 and the longer
+    # int(256 * 640 / 427) = 383 (round() gave 384, off by one pixel column everywhere).
+    rng = np.random.default_rng(width + height)
+    image = Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+    x = preprocess(image, SPEC, resolution)
+    np.testing.assert_allclose(x, timm_eval_reference(image, SPEC, resolution), atol=1e-5)
+
+
+def test_resized_size_truncates_the_longer_side_like_torchvision():
+    assert resized_size(640, 427, 256) == (383, 256)
+    assert resized_size(427, 640, 256) == (256, 383)
+    assert resized_size(300, 300, 73) == (73, 73)
+    assert preprocessing_of(SPEC, 224)["resize_shorter_side"] == 256
+
+
+def test_every_format_pil_reads_is_a_calibration_image(tmp_path, caplog):
+    pixels = solid(40, 60, (200, 100, 50))
+    for name, fmt in [("a.webp", "WEBP"), ("b.bmp", "BMP"), ("c.tiff", "TIFF"), ("d.gif", "GIF"),
+                      ("e.JPG", "JPEG"), ("f.ppm", "PPM")]:
+        Image.fromarray(pixels).save(tmp_path / name, format=fmt)
+    Image.fromarray(pixels).save(tmp_path / "no_extension", format="PNG")  # recognised by content
+    (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / "weights.bin").write_bytes(bytes(range(256)))
+    caplog.set_level(logging.DEBUG, logger="mobexport.export.quantize.calibration")
+    images, others = find_images(tmp_path)
+    assert [p.name for p in images] == ["a.webp", "b.bmp", "c.tiff", "d.gif", "e.JPG", "f.ppm", "no_extension"]
+    assert others == 2
+    assert "notes.txt: not an image" in caplog.text and "weights.bin: not an image" in caplog.text
+    calib = load_calibration(tmp_path, SPEC, 16, samples=7, heldback=0)
+    assert calib.inputs.shape == (7, 3, 16, 16) and not calib.skipped_unreadable
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_a_fifo_in_the_directory_is_skipped_not_read(tmp_path):
+    save(tmp_path / "a.png", solid(8, 8, (0, 0, 0)))
+    os.mkfifo(tmp_path / "pipe.jpg")   # opening it to read would block forever
+    os.mkfifo(tmp_path / "pipe")
+    images, others = find_images(tmp_path)
+    assert [p.name for p in images] == ["a.png"] and others == 2
 
 
 def test_interpolation_follows_the_spec():
@@ -108,9 +173,9 @@ def test_class_sorted_folders_give_a_mixed_reproducible_sample(tmp_path):
 
 
 @pytest.mark.parametrize("make, message", [
-    (lambda d: d, "no usable calibration images .*no jpg/png files"),
-    (lambda d: (d / "readme.txt").write_text("x") and d, "no jpg/png files, 1 other file"),
-    (lambda d: (d / "bad.jpg").write_bytes(b"garbage") and d, "1 jpg/png file\\(s\\) unreadable"),
+    (lambda d: d, "no usable calibration images .*no image files"),
+    (lambda d: (d / "readme.txt").write_text("x") and d, "no image files, 1 other file"),
+    (lambda d: (d / "bad.jpg").write_bytes(b"garbage") and d, "1 image file\\(s\\) unreadable"),
     (lambda d: d / "missing", "does not exist"),
     (lambda d: (d / "file.png").write_bytes(b"x") and d / "file.png", "is not a directory"),
 ])
@@ -152,7 +217,7 @@ def test_synthetic_calibration_stays_in_the_pixel_range_and_warns(caplog):
 
 @pytest.mark.parametrize("setup, fragment", [
     (lambda d: d, "no usable calibration images"),
-    (lambda d: (d / "only.txt").write_text("x") and d, "no jpg/png files, 1 other file(s) skipped"),
+    (lambda d: (d / "only.txt").write_text("x") and d, "no image files, 1 other file(s) skipped"),
 ])
 def test_cli_bad_calibration_dir_is_one_line_before_tracing(capsys, tmp_path, setup, fragment):
     calib = tmp_path / "calib"
