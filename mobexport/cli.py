@@ -309,6 +309,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         stderr_console().print("[bold red]interrupted[/]: nothing half-written was left behind")
         return EXIT_INTERRUPTED
+    except SystemExit as exc:  # argparse's --help and one-line usage errors: main returns, never exits
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
 
 
 if __name__ == "__main__":

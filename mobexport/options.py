@@ -58,9 +58,9 @@ def finite_nonneg_float(text: str) -> float:
 
 def positive_float(text: str) -> float:
     """A finite number > 0 (timeouts, durations that must elapse)."""
-    value = finite_nonneg_float(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("must be greater than 0, not 0")
+    value = _number(text, float, "a number")
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, not {text}")
     return value
 
 
