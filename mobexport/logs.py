@@ -84,9 +84,14 @@ def setup(verbosity: int = NORMAL) -> None:
 
     _verbosity = verbosity
     ours, theirs = _levels(verbosity)
-    handler = RichHandler(console=stderr_console(), show_time=False, show_path=verbosity >= DEBUG,
-                          rich_tracebacks=False, markup=False)
-    handler.setFormatter(logging.Formatter("%(message)s"))
+    console = stderr_console()
+    if console.is_terminal:
+        handler: logging.Handler = RichHandler(console=console, show_time=False, show_path=verbosity >= DEBUG,
+                                               markup=False)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    else:  # a log file or a pipe: plain lines, not padded to a width
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=theirs, handlers=[handler], force=True)
     logging.captureWarnings(True)
     for name in _OURS:
