@@ -127,3 +127,14 @@ def test_verbosity_reaches_commands_that_had_no_logging(flag, mobexport_level, t
     assert logging.getLevelName(logging.getLogger("torch").level) == torch_level
     main(["devices"])  # back to the default for the tests after this one
     capsys.readouterr()
+
+
+def test_readme_command_list_is_the_help_one(capsys):
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = readme.split("```text\n", 1)[1].split("```", 1)[0]
+    assert main(["--help"]) == 0
+    help_lines = [line[2:] for line in capsys.readouterr().out.splitlines() if line.startswith("  ")]
+    assert block.splitlines() == help_lines[:len(block.splitlines())]
+    assert "mobexport --model mobile_former_294m --target coreml" in readme

@@ -20,7 +20,7 @@ import pytest
 from mobexport.config import ExportConfig
 from mobexport.errors import InvalidOptionError
 
-SMALL = "mobilenet_v3_small_050"
+SMALL = "mobilenet_v3_small_075"
 EXPORT = ("--model", SMALL, "--target", "onnx")
 SWEEP = ("bench", "--models", SMALL, "--targets", "onnx", "--resolutions", "96")
 
