@@ -24,6 +24,7 @@ from mobexport.devices.device import EAGER, WHERE_IT_RUNS
 from mobexport.devices.measure import MeasurePolicy
 from mobexport.devices.registry import DeviceOptions, get_device
 from mobexport.errors import BenchmarkError, MobexportError
+from mobexport.export.quantize.support import MODES
 from mobexport.options import (
     ArgumentParser,
     add_verbosity_options,
@@ -65,8 +66,9 @@ def parser() -> argparse.ArgumentParser:
     what.add_argument("--resolutions", type=csv_of(positive_int), metavar="R1,R2",
                       help="comma-separated input sizes, e.g. 128,224,320")
     what.add_argument("--baseline", help=f"model the others are compared with (default: {DEFAULT_BASELINE} if swept)")
-    what.add_argument("--quantize", help="quantization passed to the export pipeline (default: none)")
-    what.add_argument("--passes", help="graph passes passed to the export pipeline (default: default)")
+    what.add_argument("--quantize", choices=MODES, help="quantization passed to the export pipeline (default: none)")
+    what.add_argument("--passes", help="graph passes passed to the export pipeline: default, none or id,id,... "
+                                       "(see 'mobexport passes'; default: default)")
     what.add_argument("--batch", type=positive_int, help="batch size (default: 1)")
     where = p.add_argument_group("where and how")
     where.add_argument("--device", help="local, cuda, adb[:SERIAL] or macos[:UNITS] (default: local)")

@@ -275,7 +275,18 @@ def _setup_logging(debug: bool) -> None:
     logs.ensure_setup(debug)
 
 
+def _is_verbosity_flag(arg: str) -> bool:
+    return arg in ("--debug", "-q", "--quiet", "--verbose") or (len(arg) > 1 and set(arg[1:]) == {"v"}
+                                                                 and arg[0] == "-")
+
+
 def _dispatch(argv: list[str]) -> int:
+    # 'mobexport -v bench ...': verbosity flags may come before the command; every command takes them.
+    leading = 0
+    while leading < len(argv) and _is_verbosity_flag(argv[leading]):
+        leading += 1
+    if 0 < leading < len(argv) and argv[leading] in COMMANDS:
+        argv = [argv[leading], *argv[:leading], *argv[leading + 1:]]
     if not argv or argv[0] in ("-h", "--help", "help"):
         if len(argv) > 1 and argv[0] == "help" and argv[1] in COMMANDS:  # 'mobexport help bench'
             return COMMANDS[argv[1]].run(["--help"])

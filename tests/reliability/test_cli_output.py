@@ -71,3 +71,24 @@ def test_coreml_export_prints_no_converter_noise(tmp_path):
     assert done.returncode == 0, done.stderr
     for noise in ("KernelPreference", "Failed to load", "has not been tested", "Warning"):
         assert noise not in done.stderr, done.stderr
+
+
+def test_consoles_are_wide_when_not_a_terminal(monkeypatch, capsys):
+    """One place decides: pipes and files get whole rows (rich assumed 80 columns); COLUMNS still wins."""
+    from mobexport.consoles import PIPE_WIDTH, stderr_console, stdout_console
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    assert stdout_console().width == stderr_console().width == PIPE_WIDTH
+    monkeypatch.setenv("COLUMNS", "132")
+    assert stdout_console().width == 132
+
+
+def test_verbosity_flags_may_come_before_the_command(capsys):
+    import logging
+
+    from mobexport.cli import main
+
+    assert main(["-v", "devices"]) == 0
+    assert logging.getLogger("mobexport").level == logging.INFO
+    assert main(["devices"]) == 0
+    capsys.readouterr()
