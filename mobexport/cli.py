@@ -250,6 +250,11 @@ COMMANDS: dict[str, Command] = {
 }
 
 
+# The scripts that produced docs/measured: runnable, listed in the help, not part of the command set.
+RESEARCH_SCRIPTS = ("export_table", "passes_benchmark", "pass_counts", "dynamic_relu_forms", "quant_latency",
+                    "regress_validation", "slowdown_injection")
+
+
 def main_parser() -> argparse.ArgumentParser:
     """``mobexport --help``: every command with its purpose and an example, global options, exit statuses."""
     width = max(map(len, COMMANDS)) + 2
@@ -262,7 +267,8 @@ def main_parser() -> argparse.ArgumentParser:
         usage="mobexport [COMMAND] [OPTIONS]",
         description="Export vision models to mobile targets, rewrite and quantize them, and benchmark them.\n\n"
                     + "\n".join(lines),
-        epilog=exit_status_text(),
+        epilog="measurement scripts behind docs/measured (not commands; each has --help):\n"
+               f"  python -m mobexport.benchmarks.{{{','.join(RESEARCH_SCRIPTS)}}}\n\n" + exit_status_text(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--version", action="version", version=f"mobexport {__version__}")
@@ -321,6 +327,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         stderr_console().print("[bold red]interrupted[/]: nothing half-written was left behind")
         return EXIT_INTERRUPTED
     except SystemExit as exc:  # argparse's --help and one-line usage errors: main returns, never exits
+        if exc.code is None:
+            return 0
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
 
 

@@ -138,3 +138,12 @@ def test_readme_command_list_is_the_help_one(capsys):
     help_lines = [line[2:] for line in capsys.readouterr().out.splitlines() if line.startswith("  ")]
     assert block.splitlines() == help_lines[:len(block.splitlines())]
     assert "mobexport --model mobile_former_294m --target coreml" in readme
+
+
+def test_the_scripts_the_help_names_exist():
+    import importlib.util
+
+    from mobexport.cli import RESEARCH_SCRIPTS
+
+    for script in RESEARCH_SCRIPTS:
+        assert importlib.util.find_spec(f"mobexport.benchmarks.{script}") is not None, script
