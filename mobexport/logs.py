@@ -90,7 +90,7 @@ def setup(verbosity: int = NORMAL) -> None:
                                                markup=False)
         handler.setFormatter(logging.Formatter("%(message)s"))
     else:  # a log file or a pipe: plain lines, not padded to a width
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=theirs, handlers=[handler], force=True)
     logging.captureWarnings(True)
@@ -103,6 +103,18 @@ def setup(verbosity: int = NORMAL) -> None:
         _tame_torch()
     else:
         _install_torch_hook()
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a record comes (redirections and test captures swap it)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
 
 
 def ensure_setup(debug: bool = False) -> None:

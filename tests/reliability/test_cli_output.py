@@ -27,7 +27,7 @@ needs_coremltools = pytest.mark.skipif(importlib.util.find_spec("coremltools") i
 @needs_coremltools
 def test_converter_import_noise_is_hidden_by_default_and_shown_with_v():
     """coremltools "has not been tested", torchao "Failed to load", torch's KernelPreference line."""
-    imports = "import coremltools, torchao, coremltools.optimize.torch"
+    imports = "import coremltools, torchao"
     quiet = python(f"from mobexport import logs; logs.setup(logs.NORMAL); {imports}")
     assert quiet.returncode == 0, quiet.stderr
     assert quiet.stderr == ""
