@@ -38,9 +38,9 @@ def _fraction(text: str) -> float:
     try:
         value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a fraction such as 0.1 or 10%") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not a fraction such as 0.1 or 10%") from None
     if not 0 <= value < 1:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"'{text}' is not a fraction between 0 and 1 (such as 0.1 or 10%)")
+        raise argparse.ArgumentTypeError(f"{text!r} is not a fraction between 0 and 1 (such as 0.1 or 10%)")
     return value
 
 

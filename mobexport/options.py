@@ -22,14 +22,23 @@ class ArgumentParser(argparse.ArgumentParser):
     """argparse with a one-line error: ``error: PROBLEM (see 'PROG --help')``, exit status 2."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"error: {message} (see '{self.prog} --help')\n")
+        # A value may hold line breaks or control characters: show them escaped, on one line.
+        one_line = "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in message)
+        self.exit(EXIT_USAGE, f"error: {one_line} (see '{self.prog} --help')\n")
+
+    def _get_values(self, action: argparse.Action, arg_strings: list[str]):
+        # Python < 3.12.3 drops a lone '--' given as an option's value ('--runs=--') and hands the
+        # option an empty list, unchecked by its type; refuse it like any other bad value.
+        if action.option_strings and action.nargs is None and arg_strings == ["--"]:
+            self.error(f"argument {'/'.join(action.option_strings)}: expected a value, not '--'")
+        return super()._get_values(action, arg_strings)
 
 
 def _number(text: str, kind: type, what: str):
     try:
         return kind(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not {what}") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
 
 
 def positive_int(text: str) -> int:
@@ -70,7 +79,7 @@ def csv_of(kind):
     def parse(text: str) -> list:
         items = [t.strip() for t in text.split(",") if t.strip()]
         if not items:
-            raise argparse.ArgumentTypeError(f"'{text}' is an empty list")
+            raise argparse.ArgumentTypeError(f"{text!r} is an empty list")
         return [kind(item) for item in items]
 
     parse.__name__ = f"list of {getattr(kind, '__name__', 'value')}"
@@ -80,25 +89,25 @@ def csv_of(kind):
 def existing_dir(text: str) -> Path:
     path = Path(text).expanduser()
     if not path.exists():
-        raise argparse.ArgumentTypeError(f"directory '{text}' does not exist")
+        raise argparse.ArgumentTypeError(f"directory {text!r} does not exist")
     if not path.is_dir():
-        raise argparse.ArgumentTypeError(f"'{text}' is not a directory")
+        raise argparse.ArgumentTypeError(f"{text!r} is not a directory")
     return path
 
 
 def existing_file(text: str) -> Path:
     path = Path(text).expanduser()
     if not path.exists():
-        raise argparse.ArgumentTypeError(f"file '{text}' does not exist")
+        raise argparse.ArgumentTypeError(f"file {text!r} does not exist")
     if path.is_dir():
-        raise argparse.ArgumentTypeError(f"'{text}' is a directory, not a file")
+        raise argparse.ArgumentTypeError(f"{text!r} is a directory, not a file")
     return path
 
 
 def existing_path(text: str) -> Path:
     path = Path(text).expanduser()
     if not path.exists():
-        raise argparse.ArgumentTypeError(f"'{text}' does not exist")
+        raise argparse.ArgumentTypeError(f"{text!r} does not exist")
     return path
 
 
