@@ -35,6 +35,7 @@ from mobexport.options import (
     existing_file,
     finite_nonneg_float,
     positive_int,
+    printable_line,
     writable_dir,
 )
 
@@ -308,7 +309,7 @@ def _dispatch(argv: list[str]) -> int:
 
         close = difflib.get_close_matches(argv[0], list(COMMANDS), n=1)
         hint = f"did you mean '{close[0]}'?" if close else "see 'mobexport --help' for the commands"
-        print(f"error: unknown command '{argv[0]}' ({hint})", file=sys.stderr)
+        print(f"error: unknown command {printable_line(repr(argv[0]))} ({hint})", file=sys.stderr)
         return EXIT_USAGE
     return COMMANDS["export"].run(argv)
 
@@ -321,7 +322,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MobexportError as exc:
         if "--debug" in argv:
             raise
-        stderr_console().print(f"[bold red]error:[/] {escape(exc.one_line())}", highlight=False, soft_wrap=True)
+        stderr_console().print(f"[bold red]error:[/] {escape(printable_line(exc.one_line()))}", highlight=False,
+                               soft_wrap=True)
         return exc.exit_code
     except KeyboardInterrupt:
         stderr_console().print("[bold red]interrupted[/]: nothing half-written was left behind")

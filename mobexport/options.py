@@ -22,9 +22,7 @@ class ArgumentParser(argparse.ArgumentParser):
     """argparse with a one-line error: ``error: PROBLEM (see 'PROG --help')``, exit status 2."""
 
     def error(self, message: str) -> NoReturn:
-        # A value may hold line breaks or control characters: show them escaped, on one line.
-        one_line = "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in message)
-        self.exit(EXIT_USAGE, f"error: {one_line} (see '{self.prog} --help')\n")
+        self.exit(EXIT_USAGE, f"error: {printable_line(message)} (see '{self.prog} --help')\n")
 
     def _get_values(self, action: argparse.Action, arg_strings: list[str]):
         # Python < 3.12.3 drops a lone '--' given as an option's value ('--runs=--') and hands the
@@ -32,6 +30,11 @@ class ArgumentParser(argparse.ArgumentParser):
         if action.option_strings and action.nargs is None and arg_strings == ["--"]:
             self.error(f"argument {'/'.join(action.option_strings)}: expected a value, not '--'")
         return super()._get_values(action, arg_strings)
+
+
+def printable_line(text: str) -> str:
+    """``text`` on one line: a value the user typed may hold line breaks or control characters; escape them."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in text)
 
 
 def _number(text: str, kind: type, what: str):

@@ -104,3 +104,17 @@ def test_any_value_is_checked_or_refused_in_one_line(factory, option, contract, 
     assert contract(value), f"{option}={text!r} accepted as {value!r}"
     if factory is export_parser:  # what the CLI accepted, the config accepts too
         ExportConfig(model="m", target="onnx", **{option.lstrip("-").replace("-", "_"): value})
+
+
+@settings(max_examples=40, deadline=None)
+@given(name=st.text(min_size=1, max_size=20).filter(lambda t: not t.startswith("-")))
+def test_any_command_or_model_name_gets_one_line(name):
+    """An unknown command or model name, whatever characters it holds, is one error line with exit 2."""
+    from mobexport.cli import COMMANDS, main
+
+    if name in COMMANDS or name == "help":
+        return
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        status = main([name])
+    assert status == 2 and len(err.getvalue().splitlines()) == 1, err.getvalue()
