@@ -13,82 +13,86 @@ errors are in the records and the summary), 2 bad input or a device error.
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 from typing import Sequence
 
 from rich.console import Console
 
+from mobexport.consoles import stderr_console, stdout_console
 from mobexport.devices.android import CoolingPolicy
-from mobexport.devices.device import EAGER
+from mobexport.devices.device import EAGER, WHERE_IT_RUNS
 from mobexport.devices.measure import MeasurePolicy
 from mobexport.devices.registry import DeviceOptions, get_device
 from mobexport.errors import BenchmarkError, MobexportError
+from mobexport.export.quantize.support import MODES
+from mobexport.options import (
+    ArgumentParser,
+    add_verbosity_options,
+    csv_of,
+    existing_file,
+    finite_nonneg_float,
+    nonneg_int,
+    positive_float,
+    positive_int,
+    writable_dir,
+)
 
-from .curve_table import crossovers, curve_rows, setting_key, write_csv
+# Only light modules above: the sweep, the export pipeline and torch are imported
+# once the command line and the device have been checked (see main), so a
+# refusal takes no longer than parsing.
 from .plan import SweepPlan
 from .records import read_records
 from .suite import list_suites, load_suite
-from .sweep import RESULTS_NAME, run_sweep
-from .sweep_plots import PLOT_FILES, plot_sweep
-from .sweep_summary import markdown, rich_table, write_markdown
 
 DEFAULT_OUT = Path("bench-out")
 DEFAULT_BASELINE = "mobilenet_v3_large_100"
 DEFAULTS = {"device": "local", "threads": 0, "batch": 1, "quantize": "none", "passes": "default"}
 
 
-def _csv(kind):
-    def parse(text: str):
-        items = [t.strip() for t in text.split(",") if t.strip()]
-        try:
-            return [kind(t) for t in items]
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of {kind.__name__}s") from None
-
-    return parse
-
-
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mobexport bench",
+    p = ArgumentParser(prog="mobexport bench",
                                 description="Resolution sweeps on a device: export each (model, target, resolution), "
                                             "time it, and write results.jsonl, curves.csv, summary.md and plots.",
-                                epilog="See docs/benchmarking.md for devices, the measuring policy and suites.")
+                       epilog="example: mobexport bench --models mobile_former_294m,mobilenet_v3_large_100 "
+                              "--targets onnx --resolutions 160,224,320 --device local\n"
+                              "See docs/benchmarking.md for devices, the measuring policy and suites.",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     what = p.add_argument_group("what to measure")
     what.add_argument("--suite", help="predefined sweep (see --list-suites) or a .toml/.json suite file")
     what.add_argument("--list-suites", action="store_true", help="list the predefined suites and exit")
-    what.add_argument("--models", type=_csv(str), metavar="M1,M2", help="comma-separated zoo models")
-    what.add_argument("--targets", type=_csv(str), metavar="T1,T2",
+    what.add_argument("--models", type=csv_of(str), metavar="M1,M2", help="comma-separated zoo models")
+    what.add_argument("--targets", type=csv_of(str), metavar="T1,T2",
                       help=f"comma-separated targets: onnx, executorch, ... or {EAGER} (eager)")
-    what.add_argument("--resolutions", type=_csv(int), metavar="R1,R2",
+    what.add_argument("--resolutions", type=csv_of(positive_int), metavar="R1,R2",
                       help="comma-separated input sizes, e.g. 128,224,320")
     what.add_argument("--baseline", help=f"model the others are compared with (default: {DEFAULT_BASELINE} if swept)")
-    what.add_argument("--quantize", help="quantization passed to the export pipeline (default: none)")
-    what.add_argument("--passes", help="graph passes passed to the export pipeline (default: default)")
-    what.add_argument("--batch", type=int, help="batch size (default: 1)")
+    what.add_argument("--quantize", choices=MODES, help="quantization passed to the export pipeline (default: none)")
+    what.add_argument("--passes", help="graph passes passed to the export pipeline: default, none or id,id,... "
+                                       "(see 'mobexport passes'; default: default)")
+    what.add_argument("--batch", type=positive_int, help="batch size (default: 1)")
     where = p.add_argument_group("where and how")
     where.add_argument("--device", help="local, cuda, adb[:SERIAL] or macos[:UNITS] (default: local)")
-    where.add_argument("--threads", type=int, help="runtime intra-op threads, 0 = runtime default (default: 0)")
-    where.add_argument("--cpus", type=_csv(int), help="local: pin each case to these CPUs, e.g. 0,1")
-    where.add_argument("--min-time", type=float, help="seconds of measured inference per case (default: 2)")
-    where.add_argument("--min-iters", type=int, help="at least this many samples per case (default: 10)")
-    where.add_argument("--max-iters", type=int, help="at most this many samples per case (default: 1000)")
-    where.add_argument("--warmup-time", type=float, help="seconds of warmup per case (default: 0.5)")
-    where.add_argument("--case-timeout", type=float, default=1800.0, help="seconds before a case counts as hung (default: 1800)")
-    where.add_argument("--export-jobs", type=int, default=1, metavar="N",
+    where.add_argument("--threads", type=nonneg_int, help="runtime intra-op threads, 0 = runtime default (default: 0)")
+    where.add_argument("--cpus", type=csv_of(nonneg_int), help="local: pin each case to these CPUs, e.g. 0,1")
+    where.add_argument("--min-time", type=positive_float, help="seconds of measured inference per case (default: 2)")
+    where.add_argument("--min-iters", type=positive_int, help="at least this many samples per case (default: 10)")
+    where.add_argument("--max-iters", type=positive_int, help="at most this many samples per case (default: 1000)")
+    where.add_argument("--warmup-time", type=finite_nonneg_float, help="seconds of warmup per case (default: 0.5)")
+    where.add_argument("--case-timeout", type=positive_float, default=1800.0, help="seconds before a case counts as hung (default: 1800)")
+    where.add_argument("--export-jobs", type=positive_int, default=1, metavar="N",
                        help="export N cases at once in worker processes; nothing is timed meanwhile (default: 1)")
-    where.add_argument("--seed", type=int, default=0, help="seed of the case order shuffle (default: 0)")
+    where.add_argument("--seed", type=nonneg_int, default=0, help="seed of the case order shuffle (default: 0)")
     where.add_argument("--no-shuffle", action="store_true", help="measure cases in the listed order")
     android = p.add_argument_group("Android (adb)")
-    android.add_argument("--adb", type=Path, help="adb executable (default: 'adb' on PATH)")
-    android.add_argument("--executor-runner", type=Path, help="ExecuTorch executor_runner built for the phone")
-    android.add_argument("--ort-perf-test", type=Path, help="onnxruntime_perf_test built for the phone")
-    android.add_argument("--cooldown-c", type=float, help="wait between cases until the CPU is below this (default: 42)")
-    android.add_argument("--cooldown-max-s", type=float, help="give up waiting for the cooldown after this (default: 300)")
-    android.add_argument("--cooldown-poll-s", type=float, help="seconds between temperature reads (default: 5)")
+    android.add_argument("--adb", type=existing_file, help="adb executable (default: 'adb' on PATH)")
+    android.add_argument("--executor-runner", type=existing_file, help="ExecuTorch executor_runner built for the phone")
+    android.add_argument("--ort-perf-test", type=existing_file, help="onnxruntime_perf_test built for the phone")
+    android.add_argument("--cooldown-c", type=positive_float, help="wait between cases until the CPU is below this (default: 42)")
+    android.add_argument("--cooldown-max-s", type=finite_nonneg_float, help="give up waiting for the cooldown after this (default: 300)")
+    android.add_argument("--cooldown-poll-s", type=positive_float, help="seconds between temperature reads (default: 5)")
     out = p.add_argument_group("output")
-    out.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output directory (default: ./{DEFAULT_OUT})")
-    out.add_argument("--debug", action="store_true", help="show tracebacks and verbose logs")
+    out.add_argument("--out", type=writable_dir, default=DEFAULT_OUT, help=f"output directory (default: ./{DEFAULT_OUT})")
+    add_verbosity_options(p)
     return p
 
 
@@ -150,6 +154,11 @@ def settings_from(args: argparse.Namespace) -> tuple[SweepPlan, MeasurePolicy, D
 def write_outputs(out_dir: Path, baseline: str | None, title: str, policy: MeasurePolicy,
                   console: Console) -> list[dict]:
     """curves.csv, summary.md and the PNGs from everything in results.jsonl; returns the rows."""
+    from .curve_table import curve_rows, write_csv
+    from .sweep import RESULTS_NAME
+    from .sweep_plots import plot_sweep
+    from .sweep_summary import markdown, write_markdown
+
     results = out_dir / RESULTS_NAME
     if not results.exists():
         return []
@@ -168,6 +177,11 @@ def write_outputs(out_dir: Path, baseline: str | None, title: str, policy: Measu
 
 
 def print_report(console: Console, rows: list[dict], baseline: str | None, out_dir: Path) -> None:
+    from .curve_table import crossovers, setting_key
+    from .sweep import RESULTS_NAME
+    from .sweep_plots import PLOT_FILES
+    from .sweep_summary import rich_table
+
     for setting in sorted({setting_key(r) for r in rows if r["status"] == "ok"}):
         console.print(rich_table(rows, setting))
     if baseline:
@@ -185,12 +199,7 @@ def print_report(console: Console, rows: list[dict], baseline: str | None, out_d
 
 def main(argv: Sequence[str]) -> int:
     args = parser().parse_args(list(argv))
-    if not args.debug:
-        for noisy in ("torch", "onnxscript", "executorch", "coremltools", "matplotlib"):
-            logging.getLogger(noisy).setLevel(logging.ERROR)
-    console = Console()
-    if not console.is_terminal:  # a log file or a pipe: keep the wide tables on one line per row
-        console = Console(width=160)
+    console = stdout_console()  # wide when piped: one line per table row
     if args.list_suites:
         for name, description in list_suites().items():
             console.print(f"[bold]{name}[/]: {description}", highlight=False)
@@ -201,12 +210,17 @@ def main(argv: Sequence[str]) -> int:
     device = get_device(device_spec, options)
     device.require()
     plan.device = device.name
-    plan.validate()
+    # What the device can run is known without torch: refuse a mismatch before plan.validate imports
+    # it (an unknown target name is left to validate, which lists the known ones).
     for target in plan.targets:
-        device.check_kind(target)
+        if target in WHERE_IT_RUNS:
+            device.check_kind(target)
     device.check_batch(plan.batch)
+    plan.validate()
 
-    err_console = Console(stderr=True)
+    from .sweep import RESULTS_NAME, run_sweep
+
+    err_console = stderr_console()
     out_dir: Path = args.out
     stopped: MobexportError | None = None
     with device:

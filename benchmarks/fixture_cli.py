@@ -19,6 +19,8 @@ from typing import Sequence
 from rich.console import Console
 from rich.table import Table
 
+from mobexport.options import ArgumentParser, add_verbosity_options, nonneg_int, positive_int, writable_dir
+
 from .fixture_training import (
     DEFAULT_RESOLUTION,
     DEFAULT_THREADS,
@@ -33,25 +35,26 @@ from .fixture_training import (
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="mobexport train-fixture",
         description="Train small zoo models on the Synthetic Shapes dataset, for measuring quantization "
                     "accuracy; cached, so a repeated run returns at once.",
-        epilog="See docs/fixtures.md.",
+        epilog="example: mobexport train-fixture --model mobilenet_v3_small_100 --epochs 4\nSee docs/fixtures.md.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--model", action="append", metavar="NAME",
                    help=f"model to train; repeat or comma-separate (default: {', '.join(FIXTURE_MODELS)})")
-    p.add_argument("--resolution", type=int, default=DEFAULT_RESOLUTION,
+    p.add_argument("--resolution", type=positive_int, default=DEFAULT_RESOLUTION,
                    help=f"training and evaluation size in pixels (default: {DEFAULT_RESOLUTION})")
-    p.add_argument("--epochs", type=int, help="training epochs (default: the recipe's; changes the cache key)")
-    p.add_argument("--seed", type=int, default=0, help="dataset and initialisation seed (default: 0)")
-    p.add_argument("--out", type=Path, help=f"checkpoint directory (default: {cache_dir()})")
+    p.add_argument("--epochs", type=positive_int, help="training epochs (default: the recipe's; changes the cache key)")
+    p.add_argument("--seed", type=nonneg_int, default=0, help="dataset and initialisation seed (default: 0)")
+    p.add_argument("--out", type=writable_dir, help=f"checkpoint directory (default: {cache_dir()})")
     p.add_argument("--force", action="store_true", help="retrain even if a cached checkpoint exists")
     p.add_argument("--plot", type=Path, metavar="PNG", help="also plot held-out top-1 and loss per epoch into PNG")
-    p.add_argument("--threads", type=int,
+    p.add_argument("--threads", type=positive_int,
                    help=f"torch CPU threads (default: {DEFAULT_THREADS}, or 1 when the CPU is already "
                         "oversubscribed; not part of the cache key)")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    add_verbosity_options(p)
     return p
 
 

@@ -154,7 +154,10 @@ def profile_executorch(model: str, resolution: int, passes: str, runs: int, warm
 def _run_isolated(args: argparse.Namespace, model: str, work: Path) -> dict:
     """``profile_model`` in a fresh interpreter; its result comes back as JSON."""
     result = work / f"{model}.json"
-    code = ("import json, sys; from pathlib import Path; from mobexport.benchmarks.op_profile import profile_model; "
+    from mobexport import logs
+
+    code = (f"from mobexport import logs; logs.setup({logs.current_verbosity()}); "  # the child's noise obeys -v too
+            "import json, sys; from pathlib import Path; from mobexport.benchmarks.op_profile import profile_model; "
             f"r = profile_model({model!r}, {args.resolution}, {args.passes!r}, {args.runs}, {args.warmup}, "
             f"{args.threads}, Path({str(work)!r}), {args.target!r}); Path({str(result)!r}).write_text(json.dumps(r))")
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -241,21 +244,40 @@ def plot(profiles: list[dict], path: Path) -> Path:
     return save_png(fig, path)
 
 
+def parser() -> argparse.ArgumentParser:
+    """``mobexport profile`` (also ``python -m mobexport.benchmarks.op_profile``)."""
+    from mobexport.options import ArgumentParser, add_verbosity_options, csv_of, nonneg_int, positive_int, writable_dir
+
+    p = ArgumentParser(prog="mobexport profile", description=__doc__.splitlines()[0],
+                       epilog="example: mobexport profile --models mobile_former_294m,mobilenet_v3_large_100 "
+                              "--resolution 224 --out op-profile\n"
+                              "Profiled times include the profiler's per-node overhead; compare models with each "
+                              "other, not with unprofiled latency.",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", type=csv_of(str), default=["mobile_former_294m", "mobilenet_v3_large_100"],
+                   metavar="M1,M2", help="comma-separated zoo models, profiled side by side "
+                                         "(default: mobile_former_294m,mobilenet_v3_large_100)")
+    p.add_argument("--resolution", type=positive_int, default=224, help="static input size (default: 224)")
+    p.add_argument("--passes", default="default", help="graph passes, as for export (default: default)")
+    p.add_argument("--runs", type=positive_int, default=50, help="profiled runs per model (default: 50)")
+    p.add_argument("--warmup", type=nonneg_int, default=10, help="runs before profiling, dropped (default: 10)")
+    p.add_argument("--threads", type=positive_int, default=1, help="runtime intra-op threads (default: 1)")
+    p.add_argument("--target", choices=sorted(RUNTIMES), default="onnx",
+                   help="onnx: ONNX Runtime's profiler; executorch: ETDump of the XNNPACK program (default: onnx)")
+    p.add_argument("--out", type=writable_dir, default=Path("op-profile"),
+                   help="where profile.json and op_time.png go (default: ./op-profile)")
+    add_verbosity_options(p)
+    return p
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m mobexport.benchmarks.op_profile", description=__doc__.splitlines()[0])
-    p.add_argument("--models", default="mobile_former_294m,mobilenet_v3_large_100")
-    p.add_argument("--resolution", type=int, default=224)
-    p.add_argument("--passes", default="default")
-    p.add_argument("--runs", type=int, default=50)
-    p.add_argument("--warmup", type=int, default=10)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--target", choices=sorted(RUNTIMES), default="onnx")
-    p.add_argument("--out", type=Path, default=Path("op-profile"))
-    args = p.parse_args(argv)
+    args = parser().parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    console = Console(width=140)
+    from mobexport.consoles import stdout_console
+
+    console = stdout_console()
     with tempfile.TemporaryDirectory() as tmp:
-        profiles = [_run_isolated(args, m, Path(tmp)) for m in args.models.split(",") if m]
+        profiles = [_run_isolated(args, m, Path(tmp)) for m in args.models]
     from mobexport.devices.local import LocalDevice
 
     device = LocalDevice().info()
@@ -269,4 +291,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from mobexport.cli import main as mobexport_main
+
+    sys.exit(mobexport_main(["profile", *sys.argv[1:]]))

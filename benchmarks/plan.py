@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from mobexport.config import ExportConfig
 from mobexport.devices.device import EAGER
 from mobexport.errors import BenchmarkError
-from mobexport.models import get_spec
 
 from .records import CaseKey
 
@@ -37,6 +36,7 @@ class SweepPlan:
         from mobexport.benchmarks.bench_artifacts import DEFAULT_TARGET_OPTIONS
         from mobexport.export.pipeline import check_compiler_options
         from mobexport.export.target import get_target
+        from mobexport.models import get_spec  # imports torch: only once the cheap checks have passed
 
         if not self.models or not self.targets or not self.resolutions:
             raise BenchmarkError("a sweep needs at least one model, target and resolution",

@@ -22,6 +22,7 @@ from rich.console import Console
 
 from mobexport.errors import BenchmarkError, OutputDirError
 from mobexport.manifest import write_text_atomic
+from mobexport.options import ArgumentParser, add_verbosity_options, positive_int
 
 from .baseline import baseline_from_results, provenance_of, read_baseline
 from .curves import points_from_records
@@ -33,19 +34,23 @@ log = logging.getLogger(__name__)
 
 
 def _fraction(text: str) -> float:
-    """'0.1', '10%' -> 0.1."""
+    """'0.1', '10%' -> 0.1; a fraction in [0, 1)."""
     try:
-        return float(text[:-1]) / 100 if text.endswith("%") else float(text)
+        value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a fraction such as 0.1 or 10%") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not a fraction such as 0.1 or 10%") from None
+    if not 0 <= value < 1:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"{text!r} is not a fraction between 0 and 1 (such as 0.1 or 10%)")
+    return value
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="mobexport regress",
         description="Check benchmark results against a baseline for latency regressions "
                     "(exit 1 on regression, 2 on bad input), make a baseline, or plot trends.",
-        epilog="See docs/regression.md for the statistics and CI usage.",
+        epilog="example: mobexport regress --baseline base.json --results bench-out/results.jsonl\n"
+               "See docs/regression.md for the statistics and CI usage.",
     )
     p.add_argument("--results", type=Path, nargs="+", metavar="FILE",
                    help="results.jsonl written by 'mobexport bench'; with --update-baseline, one or more runs "
@@ -59,9 +64,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", default=DEFAULT_REFERENCE, metavar="MODEL",
                    help=f"reference model for relative mode (default: {DEFAULT_REFERENCE})")
     p.add_argument("--min-effect", type=_fraction, default=DEFAULT_MIN_EFFECT,
-                   help=f"smallest slowdown that counts, e.g. 0.1 or 10%% (default: {DEFAULT_MIN_EFFECT:.0%})")
+                   help=f"smallest slowdown that counts, e.g. 0.1 or 10%% (default: {DEFAULT_MIN_EFFECT * 100:g}%%)")
     p.add_argument("--confidence", type=_fraction, default=0.95, help="bootstrap interval level (default: 0.95)")
-    p.add_argument("--resamples", type=int, default=BOOTSTRAP_RESAMPLES,
+    p.add_argument("--resamples", type=positive_int, default=BOOTSTRAP_RESAMPLES,
                    help=f"bootstrap resamples (default: {BOOTSTRAP_RESAMPLES})")
     p.add_argument("--seed", type=int, default=BOOTSTRAP_SEED, help="bootstrap seed (fixed, so verdicts repeat)")
     p.add_argument("--on-other-device", choices=("judge", "warn"), default="judge",
@@ -73,7 +78,7 @@ def parser() -> argparse.ArgumentParser:
                    help="PNG path (default: regress-<results name>-<UTC time>.png beside the results, one per run; "
                         "history.png in the history folder)")
     p.add_argument("--no-plot", action="store_true", help="do not draw the PNG")
-    p.add_argument("--debug", action="store_true", help="show tracebacks and verbose logs")
+    add_verbosity_options(p)
     return p
 
 

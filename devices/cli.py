@@ -4,28 +4,30 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Sequence
 
-from rich.console import Console
 from rich.table import Table
+
+from mobexport.consoles import stdout_console
+from mobexport.options import ArgumentParser, add_verbosity_options, existing_file
 
 from .registry import DeviceOptions, survey
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mobexport devices",
-                                description="List the benchmark devices available here and why the others are not.")
-    p.add_argument("--adb", type=Path, help="adb executable to use (default: the first 'adb' on PATH)")
+    p = ArgumentParser(prog="mobexport devices",
+                       description="List the benchmark devices available here and why the others are not.",
+                       epilog="example: mobexport devices --json")
+    p.add_argument("--adb", type=existing_file, help="adb executable to use (default: the first 'adb' on PATH)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    add_verbosity_options(p)
     return p
 
 
 def main(argv: Sequence[str]) -> int:
     args = parser().parse_args(list(argv))
     rows = survey(DeviceOptions(adb=args.adb))
-    console = Console()
+    console = stdout_console()
     if args.json:
         console.print_json(json.dumps([{"device": r.name, "available": r.available, "detail": r.detail,
                                         "runs": list(r.runs), "info": r.info} for r in rows]))

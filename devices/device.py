@@ -132,11 +132,15 @@ class Device(ABC):
         self.close()
 
 
+# Every artifact kind a device can run, and where: known without importing any runtime.
+WHERE_IT_RUNS = {
+    "coreml": "Core ML artifacts run on --device macos",
+    "tensorrt": "TensorRT engines run on --device cuda",
+    "executorch": "ExecuTorch programs run on --device local or adb",
+    "onnx": "ONNX models run on --device local, cuda or adb",
+    EAGER: "eager PyTorch runs on --device local",
+}
+
+
 def _where_it_runs(kind: str) -> str:
-    return {
-        "coreml": "Core ML artifacts run on --device macos",
-        "tensorrt": "TensorRT engines run on --device cuda",
-        "executorch": "ExecuTorch programs run on --device local or adb",
-        "onnx": "ONNX models run on --device local, cuda or adb",
-        EAGER: "eager PyTorch runs on --device local",
-    }.get(kind, "see 'mobexport devices'")
+    return WHERE_IT_RUNS.get(kind, "see 'mobexport devices'")

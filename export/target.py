@@ -78,6 +78,16 @@ class Target(ABC):
         """Whether this host can execute the artifact (for parity); reason if not."""
         return True, ""
 
+    def status_here(self) -> tuple[str, str]:
+        """(state, what exactly works on this host) for ``mobexport list``: "ready", "partial" or "missing"."""
+        gap = self.missing()
+        if gap is not None:
+            return "missing", f'not installed: pip install "mobexport[{self.extra}]" (needs {gap[1]})'
+        runnable, why_not = self.can_run_here()
+        if not runnable:
+            return "partial", f"exports here; parity is not run here ({why_not})"
+        return "ready", "exports and runs here"
+
 
 _TARGET_MODULES = {
     "onnx": ("onnx_target", "OnnxTarget"),

@@ -67,6 +67,18 @@ class TensorRTTarget(Target):
             error.hint = "install NVIDIA's wheels on this GPU host: pip install tensorrt (or pass --build-engine no)"
             raise error
 
+    def status_here(self) -> tuple[str, str]:
+        """Building an engine needs TensorRT and an NVIDIA GPU; the extra alone gives only --build-engine no."""
+        gap = self.missing()
+        if gap is not None:
+            return "missing", f'not installed: pip install "mobexport[{self.extra}]" (needs {gap[1]})'
+        present, why = nvidia_gpu()
+        if importlib.util.find_spec("tensorrt") is None or not present:
+            lacking = "no tensorrt package" if importlib.util.find_spec("tensorrt") is None else f"no NVIDIA GPU ({why})"
+            return "partial", (f"onnx-only: --build-engine no works ({lacking}); install tensorrt on an NVIDIA host "
+                               "to build engines")
+        return "ready", "builds and runs engines here"
+
     def engine_precision(self, config: ExportConfig) -> str:
         if config.quantize == "int8":
             return "int8"

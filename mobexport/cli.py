@@ -1,61 +1,120 @@
-"""The ``mobexport`` command.
+"""The ``mobexport`` command: one entry point, one subcommand per job.
 
-``mobexport --model NAME --target TARGET`` exports (no subcommand: it is the
-main thing users do). Everything else is a subcommand: ``list``, ``inspect``.
-Any :class:`MobexportError` becomes one line on stderr and exit status 2;
-``--debug`` shows the traceback instead.
+``mobexport --model NAME --target TARGET`` exports: ``export`` is the default
+command, so ``mobexport export --model ...`` is the same. Every other command
+is named first (``mobexport list``, ``mobexport bench`` ...); :data:`COMMANDS`
+is the one table of them, which ``mobexport --help`` prints. A command's module
+is imported only when it runs, so ``--help`` and option errors answer at once
+(no torch import).
+
+:func:`main` sets up logging once (:mod:`mobexport.logs`) and turns any
+:class:`MobexportError` into one line on stderr and the error's exit status
+(see :data:`mobexport.errors.EXIT_STATUSES`); ``--debug`` shows the traceback.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
+import importlib
+import importlib.util
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from rich.console import Console
 from rich.markup import escape
 
-from mobexport import __version__
+from mobexport import __version__, logs
 from mobexport.config import DEFAULT_OUT_DIR, ExportConfig
-from mobexport.errors import MobexportError
+from mobexport.consoles import stderr_console, stdout_console
+from mobexport.errors import EXIT_INTERRUPTED, EXIT_STATUSES, EXIT_USAGE, MobexportError
+from mobexport.options import (
+    ArgumentParser,
+    add_verbosity_options,
+    existing_dir,
+    existing_file,
+    finite_nonneg_float,
+    positive_int,
+    printable_line,
+    writable_dir,
+)
 
-err_console = Console(stderr=True)
+MAIN_EXAMPLE = "mobexport --model mobile_former_294m --target coreml"
 
 
-def _export_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="mobexport",
-        description="Export a zoo model to a mobile target, with measured parity and a manifest.",
-        epilog="Subcommands: 'mobexport list [PATTERN]', 'mobexport inspect PATH'. "
-        "Run 'mobexport SUBCOMMAND --help' for theirs.",
+@dataclass(frozen=True)
+class Command:
+    purpose: str
+    example: str
+    run: Callable[[Sequence[str]], int]
+
+
+def _lazy(path: str) -> Callable[[Sequence[str]], int]:
+    """A command whose module is imported only when it runs ("module:function")."""
+
+    def run(argv: Sequence[str]) -> int:
+        module, function = path.split(":")
+        return getattr(importlib.import_module(module), function)(list(argv))
+
+    return run
+
+
+def exit_status_text() -> str:
+    return "exit status:\n" + "\n".join(f"  {code:<4} {meaning}" for code, meaning in EXIT_STATUSES.items())
+
+
+# ----------------------------------------------------------------------------- export
+
+def _pass_ids() -> list[str]:
+    """Pass ids from the passes package's file names (the registry's convention), without importing torch."""
+    spec = importlib.util.find_spec("mobexport.export.passes")
+    folders = spec.submodule_search_locations if spec else []
+    return sorted(p.stem for folder in folders for p in Path(folder).glob("*.py")
+                  if p.stem not in ("__init__", "base", "registry", "manager"))
+
+
+def export_parser() -> argparse.ArgumentParser:
+    from mobexport.export.quantize.support import MODES  # a plain table: no torch
+
+    p = ArgumentParser(
+        prog="mobexport export",
+        description="Export a zoo model to a mobile target, with measured parity and a manifest. "
+                    "'export' is the default command: 'mobexport --model X --target Y' is the same.",
+        epilog=f"example: {MAIN_EXAMPLE}\n\n{exit_status_text()}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--model", required=True, help="zoo model name (see 'mobexport list')")
     p.add_argument("--target", required=True, help="export target: onnx, executorch, coreml, tensorrt")
-    p.add_argument("--resolution", type=int, help="input height = width (default: the model's)")
-    p.add_argument("--checkpoint", type=Path, help="trained weights (.pth/.pt/.safetensors) in the reference key format")
+    p.add_argument("--resolution", type=positive_int, help="input height = width (default: the model's)")
+    p.add_argument("--checkpoint", type=existing_file,
+                   help="trained weights (.pth/.pt/.safetensors) in the reference key format")
     p.add_argument("--trust-checkpoint", action="store_true",
                    help="allow checkpoints that pickle Python objects besides tensors (only for files you trust)")
-    p.add_argument("--num-classes", type=int, help="classifier size (default: the model's, 1000)")
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT_DIR,
+    p.add_argument("--num-classes", type=positive_int, help="classifier size (default: the model's, 1000)")
+    p.add_argument("--out", type=writable_dir, default=DEFAULT_OUT_DIR,
                    help=f"output root; the artifact goes to OUT/MODEL/TARGET/ (default: ./{DEFAULT_OUT_DIR})")
     shape = p.add_mutually_exclusive_group()
     shape.add_argument("--dynamic", dest="dynamic", action="store_true", default=None,
                        help="dynamic height/width over the model's resolution range")
     shape.add_argument("--static", dest="dynamic", action="store_false", help="fixed input size")
-    p.add_argument("--tolerance", type=float, help="override the max-abs-error parity bound")
-    p.add_argument("--parity-samples", type=int, default=8, help="inputs in the parity batch (default: 8)")
+    p.add_argument("--tolerance", type=finite_nonneg_float, help="override the max-abs-error parity bound (>= 0)")
+    p.add_argument("--parity-samples", type=positive_int, default=8, help="inputs in the parity batch (default: 8)")
+    p.add_argument("--json", action="store_true",
+                   help="print the manifest JSON on stdout instead of the summary (progress stays on stderr)")
 
     compiler = p.add_argument_group("compiler")
-    compiler.add_argument("--passes", default="default",
-                          help="graph rewrites: default, none, or a comma-separated list of pass ids")
+    compiler.add_argument("--passes", default="default", metavar="PASSES",
+                          help="graph rewrites: default, none, or a comma-separated list of "
+                               f"{', '.join(_pass_ids())} (see 'mobexport passes'; default: default)")
     compiler.add_argument("--explain", action="store_true", help="print the pass report (also in the manifest)")
     compiler.add_argument("--verify-passes", action="store_true",
                           help="check the graph's outputs before and after every pass; name a pass that changes them")
-    compiler.add_argument("--quantize", default="none", help="none, fp16, int8 or int8-weights (per target)")
-    compiler.add_argument("--calib", type=Path, help="directory of calibration images (jpg/png, recursive)")
-    compiler.add_argument("--calib-samples", type=int, default=128, help="calibration images to use (default: 128)")
+    compiler.add_argument("--quantize", default="none", choices=MODES,
+                          help="quantization for the target's runtime (which target does which: "
+                               "docs/quantization.md; default: none)")
+    compiler.add_argument("--calib", type=existing_dir, help="directory of calibration images (recursive)")
+    compiler.add_argument("--calib-samples", type=positive_int, default=128,
+                          help="calibration images to use (default: 128)")
 
     targets = p.add_argument_group("target options")
     targets.add_argument("--backend", choices=["xnnpack", "portable"], default="xnnpack",
@@ -66,27 +125,21 @@ def _export_parser() -> argparse.ArgumentParser:
                          help="coreml: minimum deployment target, e.g. iOS16, iOS17, macOS13 (default: iOS16)")
     targets.add_argument("--image-input", action="store_true",
                          help="coreml: take an image input with the model's normalization baked in")
-    targets.add_argument("--class-labels", type=Path, help="coreml: text file of class labels, one per line")
+    targets.add_argument("--class-labels", type=existing_file,
+                         help="coreml: text file of class labels, one per line")
     targets.add_argument("--build-engine", choices=["yes", "no"], default="yes",
                          help="tensorrt: 'no' writes the TensorRT-ready ONNX and the trtexec command instead")
     targets.add_argument("--int8-activations", choices=["int8", "uint8"], default="int8",
                          help="onnx --quantize int8: activation type; uint8 (U8S8) is ONNX Runtime's fast form on "
                               "x86 CPUs without VNNI (default: int8, S8S8)")
-    _add_common(p)
+    add_verbosity_options(p)
+    p.add_argument("--version", action="version", version=f"mobexport {__version__}")
     return p
 
 
-def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--debug", action="store_true", help="show tracebacks and verbose logs")
-    p.add_argument("--version", action="version", version=f"mobexport {__version__}")
-
-
 def _cmd_export(argv: Sequence[str]) -> int:
-    args = _export_parser().parse_args(argv)
-    _setup_logging(args.debug)
-    from mobexport.export.pipeline import EXPORT_STEPS, export_model
-    from mobexport.report import print_export_summary, step_progress
-
+    args = export_parser().parse_args(list(argv))
+    # Every option is checked (here and in ExportConfig) before torch is imported below.
     config = ExportConfig(
         model=args.model,
         target=args.target,
@@ -115,95 +168,170 @@ def _cmd_export(argv: Sequence[str]) -> int:
         },
         command=["mobexport", *argv],
     )
-    if config.parity_samples < 1:
-        raise MobexportError("--parity-samples must be at least 1", "e.g. --parity-samples 8")
-    with step_progress(err_console, f"{config.model} -> {config.target}", len(EXPORT_STEPS)) as advance:
+    from mobexport.export.pipeline import EXPORT_STEPS, export_model
+    from mobexport.report import print_export_summary, step_progress
+
+    with step_progress(stderr_console(), f"{config.model} -> {config.target}", len(EXPORT_STEPS)) as advance:
         artifact = export_model(config, on_step=advance)
-    print_export_summary(Console(), artifact)
+    if args.json:
+        sys.stdout.write(artifact.manifest.to_json().rstrip("\n") + "\n")
+        return 0
+    console = stdout_console()
+    print_export_summary(console, artifact)
     if config.explain:
         from mobexport.report import print_pass_report
 
-        print_pass_report(Console(), artifact.manifest.passes)
+        print_pass_report(console, artifact.manifest.passes)
     return 0
 
 
+# ----------------------------------------------------------------------------- list, inspect, passes
+
 def _cmd_list(argv: Sequence[str]) -> int:
-    p = argparse.ArgumentParser(prog="mobexport list", description="List the model zoo.")
-    p.add_argument("pattern", nargs="?", help="glob over model names, e.g. 'cmt*'")
+    p = ArgumentParser(prog="mobexport list",
+                       description="List the model zoo, and what each target can do on this host.",
+                       epilog="examples: mobexport list mobile_former | mobexport list 'cmt_*' | mobexport list --json")
+    p.add_argument("pattern", nargs="?",
+                   help="model name, prefix or substring (e.g. 'cmt', 'former'), or a glob (e.g. 'cmt_*')")
     p.add_argument("--measure", action="store_true", help="measure MACs by tracing each model (slow)")
-    _add_common(p)
-    args = p.parse_args(argv)
-    _setup_logging(args.debug)
+    p.add_argument("--json", action="store_true", help="print JSON (models and target status) instead of a table")
+    add_verbosity_options(p)
+    args = p.parse_args(list(argv))
     from mobexport.report import print_model_list
 
-    return print_model_list(Console(), args.pattern, measure=args.measure)
+    return print_model_list(stdout_console(), args.pattern, measure=args.measure, as_json=args.json)
 
 
 def _cmd_inspect(argv: Sequence[str]) -> int:
-    p = argparse.ArgumentParser(prog="mobexport inspect", description="Print an artifact's manifest and re-verify its hash.")
+    p = ArgumentParser(prog="mobexport inspect", description="Print an artifact's manifest and re-verify its hash.",
+                       epilog="example: mobexport inspect mobexport-out/mobile_former_294m/coreml")
     p.add_argument("path", type=Path, help="artifact directory, its manifest.json or its main file")
     p.add_argument("--json", action="store_true", help="print the raw manifest JSON")
-    _add_common(p)
-    args = p.parse_args(argv)
-    _setup_logging(args.debug)
+    add_verbosity_options(p)
+    args = p.parse_args(list(argv))
     from mobexport.report import print_manifest
 
-    return print_manifest(Console(), args.path, raw=args.json)
+    return print_manifest(stdout_console(), args.path, raw=args.json)
 
 
-def _lazy(path: str) -> Callable[[Sequence[str]], int]:
-    """A subcommand whose module is imported only when it runs ("module:function")."""
+def _cmd_passes(argv: Sequence[str]) -> int:
+    p = ArgumentParser(prog="mobexport passes",
+                       description="List the graph passes '--passes' can name, with what each does.",
+                       epilog="example: mobexport --model mobile_former_294m --target onnx "
+                              "--passes fold_batchnorm,fold_dynamic_relu --explain")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_verbosity_options(p)
+    args = p.parse_args(list(argv))
+    from mobexport.report import print_passes
 
-    def run(argv: Sequence[str]) -> int:
-        import importlib
-
-        module, function = path.split(":")
-        return getattr(importlib.import_module(module), function)(argv)
-
-    return run
+    return print_passes(stdout_console(), as_json=args.json)
 
 
-SUBCOMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
-    "list": _cmd_list,
-    "inspect": _cmd_inspect,
-    "devices": _lazy("mobexport.devices.cli:main"),
-    "bench": _lazy("mobexport.benchmarks.bench_cli:main"),
-    "regress": _lazy("mobexport.benchmarks.regress_cli:main"),
-    "train-fixture": _lazy("mobexport.benchmarks.fixture_cli:main"),
+COMMANDS: dict[str, Command] = {
+    "export": Command("export a zoo model to a mobile target, with measured parity and a manifest (the default)",
+                      MAIN_EXAMPLE, _cmd_export),
+    "list": Command("list the model zoo and what each target can do here",
+                    "mobexport list mobile_former", _cmd_list),
+    "inspect": Command("print an artifact's manifest and re-verify its hash",
+                       "mobexport inspect mobexport-out/mobile_former_294m/coreml", _cmd_inspect),
+    "passes": Command("list the graph passes --passes can name",
+                      "mobexport passes", _cmd_passes),
+    "devices": Command("list the benchmark devices available here, and why the others are not",
+                       "mobexport devices", _lazy("mobexport.devices.cli:main")),
+    "bench": Command("resolution sweeps on a device: latency curves, summary and plots",
+                     "mobexport bench --suite smoke --out bench-out", _lazy("mobexport.benchmarks.bench_cli:main")),
+    "regress": Command("check benchmark results against a baseline for latency regressions",
+                       "mobexport regress --baseline base.json --results bench-out/results.jsonl",
+                       _lazy("mobexport.benchmarks.regress_cli:main")),
+    "profile": Command("time per operator type of several models on one runtime, side by side",
+                       "mobexport profile --models mobile_former_294m,mobilenet_v3_large_100 --resolution 224",
+                       _lazy("mobexport.benchmarks.op_profile:main")),
+    "train-fixture": Command("train the small models that quantization accuracy is measured on",
+                             "mobexport train-fixture", _lazy("mobexport.benchmarks.fixture_cli:main")),
 }
 
 
-def _setup_logging(debug: bool) -> None:
-    from rich.logging import RichHandler
+# The scripts that produced docs/measured: runnable, listed in the help, not part of the command set.
+RESEARCH_SCRIPTS = ("export_table", "passes_benchmark", "pass_counts", "dynamic_relu_forms", "quant_latency",
+                    "regress_validation", "slowdown_injection")
 
-    logging.basicConfig(
-        level=logging.DEBUG if debug else logging.WARNING,
-        format="%(message)s",
-        handlers=[RichHandler(console=err_console, show_time=False, show_path=debug)],
-        force=True,
+
+def main_parser() -> argparse.ArgumentParser:
+    """``mobexport --help``: every command with its purpose and an example, global options, exit statuses."""
+    width = max(map(len, COMMANDS)) + 2
+    lines = ["commands (COMMAND defaults to export; 'mobexport COMMAND --help' for its options):"]
+    for name, command in COMMANDS.items():
+        lines.append(f"  {name:<{width}}{command.purpose}")
+        lines.append(f"  {'':<{width}}  e.g. {command.example}")
+    p = ArgumentParser(
+        prog="mobexport",
+        usage="mobexport [COMMAND] [OPTIONS]",
+        description="Export vision models to mobile targets, rewrite and quantize them, and benchmark them.\n\n"
+                    + "\n".join(lines),
+        epilog="measurement scripts behind docs/measured (not commands; each has --help):\n"
+               f"  python -m mobexport.benchmarks.{{{','.join(RESEARCH_SCRIPTS)}}}\n\n" + exit_status_text(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    # Third-party loggers are chatty at WARNING; keep ours.
-    if not debug:
-        for noisy in ("torch", "onnxscript", "executorch", "torchao", "coremltools", "matplotlib"):
-            logging.getLogger(noisy).setLevel(logging.ERROR)
+    p.add_argument("--version", action="version", version=f"mobexport {__version__}")
+    add_verbosity_options(p)
+    return p
+
+
+def _setup_logging(debug: bool) -> None:
+    """Kept for commands entered directly (their own ``main``): set up once, never lower the verbosity."""
+    logs.ensure_setup(debug)
+
+
+def _is_verbosity_flag(arg: str) -> bool:
+    return arg in ("--debug", "-q", "--quiet", "--verbose") or (len(arg) > 1 and set(arg[1:]) == {"v"}
+                                                                 and arg[0] == "-")
+
+
+def _dispatch(argv: list[str]) -> int:
+    # 'mobexport -v bench ...': verbosity flags may come before the command; every command takes them.
+    leading = 0
+    while leading < len(argv) and _is_verbosity_flag(argv[leading]):
+        leading += 1
+    if 0 < leading < len(argv) and argv[leading] in COMMANDS:
+        argv = [argv[leading], *argv[:leading], *argv[leading + 1:]]
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        if len(argv) > 1 and argv[0] == "help" and argv[1] in COMMANDS:  # 'mobexport help bench'
+            return COMMANDS[argv[1]].run(["--help"])
+        main_parser().print_help()
+        return 0 if argv else EXIT_USAGE
+    if argv[0] == "--version":
+        print(f"mobexport {__version__}")
+        return 0
+    if argv[0] in COMMANDS:
+        return COMMANDS[argv[0]].run(argv[1:])
+    if not argv[0].startswith("-"):
+        import difflib
+
+        close = difflib.get_close_matches(argv[0], list(COMMANDS), n=1)
+        hint = f"did you mean '{close[0]}'?" if close else "see 'mobexport --help' for the commands"
+        print(f"error: unknown command {printable_line(repr(argv[0]))} ({hint})", file=sys.stderr)
+        return EXIT_USAGE
+    return COMMANDS["export"].run(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in argv
-    command = SUBCOMMANDS.get(argv[0]) if argv else None
+    logs.setup(logs.verbosity_from_argv(argv))
     try:
-        if command is not None:
-            return command(argv[1:])
-        return _cmd_export(argv)
+        return _dispatch(argv)
     except MobexportError as exc:
-        if debug:
+        if "--debug" in argv:
             raise
-        err_console.print(f"[bold red]error:[/] {escape(exc.one_line())}", highlight=False, soft_wrap=True)
+        stderr_console().print(f"[bold red]error:[/] {escape(printable_line(exc.one_line()))}", highlight=False,
+                               soft_wrap=True)
         return exc.exit_code
     except KeyboardInterrupt:
-        err_console.print("[bold red]interrupted[/]: nothing half-written was left behind")
-        return 130
+        stderr_console().print("[bold red]interrupted[/]: nothing half-written was left behind")
+        return EXIT_INTERRUPTED
+    except SystemExit as exc:  # argparse's --help and one-line usage errors: main returns, never exits
+        if exc.code is None:
+            return 0
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
 
 
 if __name__ == "__main__":

@@ -1,17 +1,35 @@
 """User-facing errors.
 
 Each kind of user mistake has its own exception type. The CLI turns any
-:class:`MobexportError` into one line (problem + fix) and exit status 2;
-``--debug`` shows the traceback instead.
+:class:`MobexportError` into one line (problem + fix) and its ``exit_code``:
+2 for bad input (the default), 3 for an export that ran and failed
+(:class:`ExportFailedError`: parity, tracing, lowering, the runtime);
+``--debug`` shows the traceback instead. ``EXIT_STATUSES`` is the table the
+CLI's help and the README show.
 """
 
 from __future__ import annotations
 
 
+EXIT_OK = 0
+EXIT_CHECK_FAILED = 1  # bench: some cases failed; regress: a regression was found
+EXIT_USAGE = 2  # bad command line or input file: fix the input and run again
+EXIT_EXPORT_FAILED = 3  # the export ran and failed: parity, tracing, lowering or the runtime
+EXIT_INTERRUPTED = 130  # Ctrl-C (or SIGTERM): nothing half-written is left behind
+
+EXIT_STATUSES = {
+    EXIT_OK: "success",
+    EXIT_CHECK_FAILED: "bench: some cases failed; regress: a latency regression was found",
+    EXIT_USAGE: "usage or input error (bad option, unknown model, unreadable file, missing dependency)",
+    EXIT_EXPORT_FAILED: "the export ran and failed (parity, tracing, lowering, the target's runtime)",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C); nothing half-written is left behind",
+}
+
+
 class MobexportError(Exception):
     """A problem the user can fix. ``hint`` says how."""
 
-    exit_code = 2
+    exit_code = EXIT_USAGE
 
     def __init__(self, message: str, hint: str | None = None):
         super().__init__(message)
@@ -61,11 +79,17 @@ class UnknownPassError(MobexportError):
     """A graph pass name is not registered."""
 
 
-class ParityError(MobexportError):
+class ExportFailedError(MobexportError):
+    """The input was fine but the export itself failed: a distinct exit status, so scripts can tell."""
+
+    exit_code = EXIT_EXPORT_FAILED
+
+
+class ParityError(ExportFailedError):
     """An exported artifact's outputs differ from PyTorch beyond the tolerance."""
 
 
-class ExportError(MobexportError):
+class ExportError(ExportFailedError):
     """The model could not be traced or lowered for the target."""
 
 
@@ -83,3 +107,7 @@ class DeviceError(MobexportError):
 
 class BenchmarkError(MobexportError):
     """A benchmark sweep, results file or baseline is malformed or unusable."""
+
+
+class InvalidOptionError(MobexportError):
+    """An option's value is out of range or names a path that is not there (checked before any work)."""

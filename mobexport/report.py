@@ -114,38 +114,84 @@ def print_pass_report(console: Console, passes: list[dict]) -> None:
     console.print(table)
 
 
-def print_model_list(console: Console, pattern: str | None, measure: bool = False) -> int:
+def print_model_list(console: Console, pattern: str | None, measure: bool = False, as_json: bool = False) -> int:
+    """The zoo (or the models ``pattern`` matches: name, prefix, substring or glob) and each target's status here."""
+    import json
+
     import torch
 
     from mobexport.errors import UnknownModelError
     from mobexport.export.target import get_target, target_names
-    from mobexport.models import create_model, get_spec, list_models
+    from mobexport.models import create_model, get_spec
+    from mobexport.models.registry import closest_models, list_models, match_models
 
-    names = list_models(pattern)
+    names = match_models(pattern) if pattern else list_models()
     if not names:
-        raise UnknownModelError(f"no model matches '{pattern}'", "run 'mobexport list' to see the zoo")
-    here = [t for t in target_names() if get_target(t).available()]
-    table = Table(title=f"mobexport zoo ({len(names)} models; targets installed here: {', '.join(here) or 'none'})")
-    for column, justify in (("model", "left"), ("family", "left"), ("params", "right"),
-                            ("MACs @default", "right"), ("default res", "right"), ("accepts", "left")):
-        table.add_column(column, justify=justify, no_wrap=column in ("model", "family"))
+        close = closest_models(pattern)
+        hint = f"closest: {', '.join(close)}" if close else "run 'mobexport list' to see the zoo"
+        raise UnknownModelError(f"no model matches '{pattern}'", hint)
+    targets = {name: get_target(name).status_here() for name in target_names()}
+    rows = []
     for name in names:
         spec = get_spec(name)
         with torch.device("meta"):
             params = sum(p.numel() for p in create_model(name).parameters())
+        row = {"name": name, "family": spec.family, "params": params, "reference_macs": spec.reference_macs,
+               "default_resolution": spec.default_resolution, "accepts": str(spec.resolutions)}
         if measure:
             from mobexport.export.macs import count_macs
             from mobexport.export.trace import trace
 
-            macs = human_count(count_macs(trace(create_model(name), spec, spec.default_resolution).program,
-                                          spec.default_resolution).total_macs)
-        else:
-            macs = f"{human_count(spec.reference_macs)} (ref)"
-        table.add_row(name, spec.family, human_count(params), macs, str(spec.default_resolution), str(spec.resolutions))
+            row["measured_macs"] = count_macs(trace(create_model(name), spec, spec.default_resolution).program,
+                                              spec.default_resolution).total_macs
+        rows.append(row)
+    if as_json:
+        targets_json = {name: {"state": state, "detail": detail} for name, (state, detail) in targets.items()}
+        console.file.write(json.dumps({"models": rows, "targets": targets_json}, indent=1) + "\n")
+        return 0
+    table = Table(title=f"mobexport zoo ({len(names)} model{'s' * (len(names) != 1)})", title_justify="left")
+    for column, justify in (("model", "left"), ("family", "left"), ("params", "right"),
+                            ("MACs @default", "right"), ("default res", "right"), ("accepts", "left")):
+        table.add_column(column, justify=justify, no_wrap=True)
+    for row in rows:
+        macs = (human_count(row["measured_macs"]) if measure else f"{human_count(row['reference_macs'])} (ref)")
+        table.add_row(row["name"], row["family"], human_count(row["params"]), macs, str(row["default_resolution"]),
+                      row["accepts"])
     console.print(table)
     if not measure:
         console.print("MACs are the check-table references the test suite holds the zoo to (within 5%); "
                       "--measure traces each model and counts them.", style="dim")
+    status = Table(title="targets on this host", title_justify="left", show_header=False)
+    status.add_column(style="bold", no_wrap=True)
+    status.add_column(no_wrap=True)
+    status.add_column()
+    colour = {"ready": "green", "partial": "yellow", "missing": "red"}
+    for name, (state, detail) in targets.items():
+        status.add_row(name, f"[{colour[state]}]{state}[/]", detail)
+    console.print(status)
+    return 0
+
+
+def print_passes(console: Console, as_json: bool = False) -> int:
+    """The registered graph passes: id, whether the default pipeline runs it, and what it does."""
+    import json
+
+    from mobexport.export.passes.registry import _PASSES, available_passes, default_pipeline
+
+    default = default_pipeline()
+    rows = [{"id": pass_id, "default": pass_id in default, "after": list(_PASSES[pass_id].after),
+             "description": _PASSES[pass_id].description} for pass_id in available_passes()]
+    if as_json:
+        console.file.write(json.dumps(rows, indent=1) + "\n")
+        return 0
+    table = Table(title="graph passes (--passes default | none | id,id,...)", title_justify="left")
+    table.add_column("pass", style="bold", no_wrap=True)
+    table.add_column("default", no_wrap=True)
+    table.add_column("what it does")
+    for row in rows:
+        table.add_row(row["id"], "yes" if row["default"] else "no", row["description"] or "-")
+    console.print(table)
+    console.print(f"default order: {', '.join(default)}", highlight=False)
     return 0
 
 

@@ -78,6 +78,24 @@ def list_models(pattern: str | None = None) -> list[str]:
     return names
 
 
+def match_models(query: str) -> list[str]:
+    """Names a user's query means: a glob (``cmt_*``), else the exact name, else every name with it as a prefix
+    or substring (``cmt``, ``former``; case, ``-`` and ``_`` do not matter). Empty if nothing matches."""
+    names = list_models()
+    if any(ch in query for ch in "*?["):
+        return [n for n in names if fnmatch.fnmatchcase(n.lower(), query.lower())]
+    if query in names:
+        return [query]
+    key = query.lower().replace("-", "_")
+    return [n for n in names if n.startswith(key)] or [n for n in names if key in n]
+
+
+def closest_models(query: str, n: int = 3) -> list[str]:
+    """The zoo names nearest to a query that matched nothing (for "did you mean")."""
+    key = query.lower().replace("-", "_").strip("*?[]")
+    return difflib.get_close_matches(key, list_models(), n=n, cutoff=0.4)
+
+
 def smallest_per_family() -> list[str]:
     """The variant with the fewest reference MACs of each family, in family order: the zoo at its cheapest."""
     best: dict[str, str] = {}
