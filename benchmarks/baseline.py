@@ -203,7 +203,7 @@ def read_baseline(path: Path) -> Baseline:
 def write_baseline(baseline: Baseline, path: Path) -> Path:
     """Write durably: a reader sees the old baseline or the new one, never half of one."""
     return write_bytes_durably(Path(path), _format_json(baseline.to_dict()).encode("utf-8"), "baseline",
-                               "choose a writable path with --baseline", mode=0o644)
+                               "choose a writable path with --baseline", mode=0o644, make_parents=True)
 
 
 def _is_baseline_file(path: Path) -> bool:

@@ -105,12 +105,13 @@ def _fsync_directory(directory: Path) -> None:
 
 
 def write_bytes_durably(path: Path, data: bytes, what: str, hint: str = "free some space or choose another --out",
-                        mode: int | None = None) -> Path:
+                        mode: int | None = None, make_parents: bool = False) -> Path:
     """Temporary file beside ``path``, fsync, rename: a reader sees the old file or the new one, never half."""
     path = Path(path)
     tmp = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if make_parents:
+            path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             f.write(data)
