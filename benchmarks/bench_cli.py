@@ -31,7 +31,7 @@ from .curve_table import METRICS, crossovers, csv_text, curve_rows, setting_key
 from .out_lock import locked_out_dir
 from .plan import SweepPlan
 from .records import read_records
-from .safe_files import write_text_durably
+from .safe_files import write_failed, write_text_durably
 from .suite import list_suites, load_suite
 from .sweep import RESULTS_NAME, run_sweep
 from .sweep_plots import plot_sweep
@@ -211,7 +211,10 @@ def write_outputs(out_dir: Path, baseline: str | None, title: str, policy: Measu
     records = read_records(results)
     rows = curve_rows(records, baseline)
     write_text_durably(out_dir / CSV_NAME, csv_text(rows), "curves table")
-    plots = plot_sweep(rows, out_dir, baseline, title.replace("mobexport bench: ", ""))
+    try:
+        plots = plot_sweep(rows, out_dir, baseline, title.replace("mobexport bench: ", ""))
+    except OSError as exc:  # the PNGs are written atomically: a failed one leaves the previous image
+        raise write_failed(out_dir, exc, "plots in") from None
     measured = [r for r in records if r.status == "ok"]
     device_info = measured[-1].device_info if measured else (records[-1].device_info if records else {})
     tools = measured[-1].tool_versions if measured else {}
