@@ -245,10 +245,14 @@ def replace_baseline(baseline: Baseline, path: Path) -> str | None:
     return replaced
 
 
-def baseline_from_results(results_paths, baseline_path: Path, command: list[str] | None = None) -> Baseline:
-    """Read one or more results files (runs of the same sweep) and write them as the baseline."""
+def baseline_from_results(results_paths, baseline_path: Path, command: list[str] | None = None,
+                          notes: list[str] | None = None) -> Baseline:
+    """Read one or more results files (runs of the same sweep) and write them as the baseline.
+
+    ``notes`` collects what the reading noticed (a torn last line), for the caller to print.
+    """
     paths = [Path(p) for p in ([results_paths] if isinstance(results_paths, (str, Path)) else results_paths)]
-    baseline = Baseline.from_runs([(path, read_records(path)) for path in paths], name=Path(baseline_path).stem,
-                                  command=command)
+    baseline = Baseline.from_runs([(path, read_records(path, notes)) for path in paths],
+                                  name=Path(baseline_path).stem, command=command)
     baseline.replaced = replace_baseline(baseline, baseline_path)
     return baseline

@@ -123,11 +123,18 @@ def load_results(path: Path) -> tuple[list[BenchRecord], TornTail | None]:
     return records, torn
 
 
-def read_records(path: Path) -> list[BenchRecord]:
-    """All records of a ``results.jsonl``; a torn last line is reported and left out, a bad line is an error."""
+def read_records(path: Path, notes: list[str] | None = None) -> list[BenchRecord]:
+    """All records of a ``results.jsonl``; a bad line is an error naming it.
+
+    A torn last line is left out and reported: added to ``notes`` when given
+    (the caller prints it with its result), else logged as a warning.
+    """
     records, torn = load_results(path)
     if torn is not None:
-        log.warning("%s", torn.describe(Path(path)))
+        if notes is not None:
+            notes.append(torn.describe(Path(path)))
+        else:
+            log.warning("%s", torn.describe(Path(path)))
     return records
 
 

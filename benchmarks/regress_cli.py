@@ -156,9 +156,13 @@ def _holds_measurements(path: Path) -> bool:
 
 
 def _update_baseline(args, console: Console) -> int:
+    notes: list[str] = []
     baseline = baseline_from_results(args.results, args.baseline,
                                      command=["mobexport", "regress", "--update-baseline", "--results",
-                                              *map(str, args.results), "--baseline", str(args.baseline)])
+                                              *map(str, args.results), "--baseline", str(args.baseline)],
+                                     notes=notes)
+    for note in notes:
+        console.print(f"[yellow]note[/]: {note}", highlight=False)
     models = sorted({case.model for case in baseline.points})
     resolutions = sorted({case.resolution for case in baseline.points})
     runs = len(args.results)
@@ -184,7 +188,8 @@ def _compare(args, console: Console) -> int:
     settings = RegressionSettings(mode=args.mode, reference=args.reference, min_effect=args.min_effect,
                                   confidence=args.confidence, resamples=args.resamples, seed=args.seed)
     baseline = read_baseline(args.baseline)
-    records = read_records(args.results)
+    notes: list[str] = []
+    records = read_records(args.results, notes)
     report = compare(baseline.points, points_from_records(records, str(args.results)), settings)
     report.baseline_provenance = baseline.provenance
     report.current_provenance = provenance_of(records, args.results)
@@ -202,6 +207,8 @@ def _compare(args, console: Console) -> int:
         plot_path = plot_comparison(report, args.plot or args.results.parent / "regress.png")
     markdown = comparison_markdown(report, args.baseline.name, str(args.results),
                                    plot_path.name if plot_path else None)
+    for note in notes:
+        console.print(f"[yellow]note[/]: {note}", highlight=False)
     print_comparison(console, report)
     _write_markdown(markdown, args.markdown, console)
     if args.json:

@@ -32,7 +32,8 @@ def _finite_integer(checker, instance) -> bool:
 _TYPES = Draft202012Validator.TYPE_CHECKER.redefine_many({"number": _finite_number, "integer": _finite_integer})
 Validator = jsonschema.validators.extend(Draft202012Validator, type_checker=_TYPES)
 
-NAME = {"type": "string", "minLength": 1, "maxLength": 200}
+# Names end up in messages, file paths and tables: printable text only (no control or line-break characters).
+NAME = {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[^\\x00-\\x1f\\x7f-\\x9f\\u2028\\u2029]*$"}
 POSITIVE_MS = {"type": "number", "exclusiveMinimum": 0}
 COUNT = {"type": ["integer", "null"], "minimum": 0}
 TEXT_OR_NULL = {"type": ["string", "null"]}
@@ -171,14 +172,19 @@ def field_path(parts) -> str:
     """('points', 2, 'runs', 0) -> 'points[2].runs[0]'."""
     text = ""
     for part in parts:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif str(part).isidentifier() and str(part).isascii():
+            text += f".{part}" if text else str(part)
+        else:  # an untrusted key: quoted and escaped, so that it cannot break the line
+            text += f"[{ascii(str(part))}]"
     return text or "the top level"
 
 
 def _describe(error: jsonschema.ValidationError) -> str:
     """What is wrong at the error's place, short (the instance is untrusted and may be huge)."""
     instance = error.instance
-    shown = repr(instance)
+    shown = ascii(instance)
     shown = shown if len(shown) <= 40 else shown[:37] + "..."
     if error.validator == "type":
         expected = error.validator_value if isinstance(error.validator_value, str) else " or ".join(error.validator_value)
@@ -187,11 +193,11 @@ def _describe(error: jsonschema.ValidationError) -> str:
         return f"must be {expected}, not {type(instance).__name__} {shown}"
     if error.validator == "required":
         missing = [k for k in error.validator_value if k not in instance]
-        return f"lacks '{missing[0]}'" if missing else "lacks a required field"
+        return f"lacks {missing[0]!r}" if missing else "lacks a required field"
     if error.validator == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
         extra = sorted(k for k in instance if k not in error.schema.get("properties", {}))
-        return f"has an unknown key '{extra[0] if extra else '?'}' (known: {', '.join(allowed)})"
+        return f"has an unknown key {ascii(extra[0]) if extra else '?'} (known: {', '.join(allowed)})"
     if error.validator == "const":
         return f"must be {error.validator_value!r}, not {shown}"
     if error.validator == "enum":
@@ -202,10 +208,12 @@ def _describe(error: jsonschema.ValidationError) -> str:
     if error.validator in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
         relation = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}[error.validator]
         return f"must be {relation} {error.validator_value}, not {shown}"
+    if error.validator == "pattern":
+        return f"must be printable text, not {shown}"
     if error.validator in ("minLength", "maxLength"):
         return "must not be empty" if error.validator == "minLength" else \
             f"is longer than {error.validator_value} characters"
-    return error.message[:120]
+    return ascii(error.message[:120])[1:-1]
 
 
 def check(data, key: str, where: str, hint: str) -> None:
