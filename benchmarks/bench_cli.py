@@ -8,6 +8,9 @@
 Writes OUT/results.jsonl (one record per case), curves.csv, summary.md and
 four PNGs. Exit status: 0 every case measured, 1 some cases failed (their
 errors are in the records and the summary), 2 bad input or a device error.
+
+One run at a time per OUT (an exclusive lock on OUT/.bench.lock); a run
+killed at any point loses no finished record and is resumed by the next.
 """
 
 from __future__ import annotations
