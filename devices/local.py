@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import subprocess
@@ -55,13 +56,14 @@ def sweep_stale_case_dirs(temp_root: Path | None = None) -> list[Path]:
     except OSError:
         return removed
     for path in candidates:
-        pid_text = path.name[len(CASE_DIR_PREFIX):].split("-", 1)[0]
+        owner = re.fullmatch(rf"{CASE_DIR_PREFIX}(\d+)-.+", path.name)
         try:
-            if not pid_text.isdigit() or path.is_symlink() or not path.is_dir() or path.stat().st_uid != os.getuid():
+            if owner is None or path.is_symlink() or not path.is_dir() or path.stat().st_uid != os.getuid():
                 continue
         except OSError:
             continue
-        if int(pid_text) != os.getpid() and not _alive(int(pid_text)):
+        pid = int(owner.group(1))
+        if pid != os.getpid() and not _alive(pid):
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
     return removed

@@ -93,11 +93,12 @@ def test_only_directories_of_dead_processes_are_swept(tmp_path):
     mine = tmp_path / f"{case_dir_prefix()}def"
     parents = tmp_path / f"{case_dir_prefix(os.getppid())}ghi"
     unrelated = tmp_path / "mobexport-case-notapid"
-    for d in (dead, mine, parents, unrelated):
+    no_owner = tmp_path / f"mobexport-case-{finished}"        # no owner in the name: not ours to judge
+    for d in (dead, mine, parents, unrelated, no_owner):
         d.mkdir()
         (d / "job.json").write_text("{}")
     assert sweep_stale_case_dirs(tmp_path) == [dead]
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in (mine, parents, unrelated))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in (mine, parents, unrelated, no_owner))
 
 
 def test_a_worker_whose_parent_is_already_gone_exits_at_once(tmp_path):
