@@ -1,7 +1,8 @@
 """Fault injection (issue 24, acceptance): SIGKILL ``mobexport bench`` at random points, over and over.
 
 A sweep of tiny prepared ONNX artifacts (hand-made, so nothing is exported) is started and SIGKILLed
-after a random delay, at least 20 times in a row; each run resumes the previous one. After every kill:
+after a random delay, at least 20 times in a row (with a few SIGTERMs among them, which must clean up at
+once, as Ctrl-C does); each run resumes the previous one. After every kill:
 no timing worker of the killed run is left running, and no record that was complete before the kill is
 lost by the next run. Every run that is not killed succeeds. After the last (uninterrupted) run:
 every case has exactly one successful record, no ``mobexport-case-*`` directory and no temporary file is
@@ -97,7 +98,7 @@ class Zygote:
         self.proc.wait(timeout=60)
 
 
-def kill_test(tmp_path: Path, kills: int, seed: int) -> None:
+def kill_test(tmp_path: Path, kills: int, seed: int, terms: int = 4) -> None:
     out, scratch = tmp_path / "bench", tmp_path / "scratch"
     scratch.mkdir()
     prepare_artifacts(out)
@@ -107,13 +108,15 @@ def kill_test(tmp_path: Path, kills: int, seed: int) -> None:
     results = out / "results.jsonl"
     zygote = Zygote(tmp_path, argv, scratch)
     killed = completed = 0
+    terms_left = terms
     try:
         while killed < kills:
             kept = complete_lines(results)
             pid, log = zygote.start()
             time.sleep(rng.uniform(0.0, MAX_DELAY_S))
+            sig = signal.SIGTERM if terms_left and rng.random() < 0.25 else signal.SIGKILL
             try:
-                os.kill(pid, signal.SIGKILL)
+                os.kill(pid, sig)
             except ProcessLookupError:
                 pass
             code = zygote.finish(pid)
@@ -121,6 +124,10 @@ def kill_test(tmp_path: Path, kills: int, seed: int) -> None:
             assert "Traceback" not in text, text
             if code == -signal.SIGKILL:
                 killed += 1
+            elif sig == signal.SIGTERM and code in (130, -signal.SIGTERM):
+                terms_left -= 1   # handled like Ctrl-C: it cleaned up after itself, no next run needed
+                if code == 130:
+                    assert "interrupted" in text and not list(scratch.glob("mobexport-case-*")), text
             else:   # it finished before the kill: it must have succeeded
                 assert code == 0, text
                 completed += 1
@@ -145,7 +152,8 @@ def kill_test(tmp_path: Path, kills: int, seed: int) -> None:
     left = list(scratch.glob("mobexport-case-*"))
     assert left == [], left                                      # no case directory left
     assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
-    print(f"\nSIGKILLed bench {killed} times ({completed} runs finished before their kill)")
+    print(f"\nSIGKILLed bench {killed} times, SIGTERMed it {terms - terms_left} times "
+          f"({completed} runs finished before their signal)")
 
 
 def test_bench_survives_sigkill_at_random_points(tmp_path):
