@@ -17,21 +17,24 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable
 
 from mobexport import __version__
-from mobexport.errors import BenchmarkError, OutputDirError
-from mobexport.manifest import sha256_file, write_text_atomic
+from mobexport.errors import BenchmarkError
+from mobexport.manifest import sha256_file
 
 from .curves import CurvePoint, points_from_records, sort_key
 from .records import BenchRecord, CaseKey, read_records
+from .safe_files import copy_durably, loads_json, read_untrusted_text, write_bytes_durably
+from .schemas import check
 from .stats import summarize
 
 BASELINE_SCHEMA_VERSION = 1
 BASELINE_KIND = "mobexport-baseline"
+REGENERATE = "regenerate it with 'mobexport regress --update-baseline'"
 SAMPLE_DECIMALS = 4  # 0.1 microsecond: far below timer noise, keeps the file readable
 
 
@@ -42,6 +45,7 @@ class Baseline:
     provenance: dict = field(default_factory=dict)
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     schema_version: int = BASELINE_SCHEMA_VERSION
+    replaced: str | None = field(default=None, compare=False)  # what writing it replaced, for the user
 
     def to_dict(self) -> dict:
         return {
@@ -56,26 +60,20 @@ class Baseline:
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "baseline") -> "Baseline":
+        """A baseline from its JSON document, checked against the baseline schema first."""
         if not isinstance(data, dict) or data.get("kind") != BASELINE_KIND:
             raise BenchmarkError(f"{source} is not a mobexport baseline (no \"kind\": \"{BASELINE_KIND}\")",
                                  "make one with 'mobexport regress --update-baseline'")
-        version = data.get("schema_version")
-        if version != BASELINE_SCHEMA_VERSION:
-            raise BenchmarkError(f"{source} has baseline schema version {version!r}, expected {BASELINE_SCHEMA_VERSION}",
-                                 "regenerate it with 'mobexport regress --update-baseline'")
-        raw_points = data.get("points")
-        if not isinstance(raw_points, list) or not raw_points:
-            raise BenchmarkError(f"{source} has no points", "regenerate it with 'mobexport regress --update-baseline'")
+        check(data, "baseline", source, REGENERATE)
         points: dict[CaseKey, CurvePoint] = {}
-        for index, raw in enumerate(raw_points):
-            point = _point_from_dict(raw, f"{source}: point {index}")
+        for index, raw in enumerate(data["points"]):
+            point = _point_from_dict(raw, f"{source}: points[{index}]")
             if point.case in points:
-                raise BenchmarkError(f"{source}: case {point.case.label()} appears twice",
-                                     "regenerate it with 'mobexport regress --update-baseline'")
+                raise BenchmarkError(f"{source}: case {point.case.label()} appears twice", REGENERATE)
             points[point.case] = point
         return cls(name=str(data.get("name", Path(source).stem)), points=points,
                    provenance=data.get("provenance") or {}, created=str(data.get("created", "")),
-                   schema_version=version)
+                   schema_version=data["schema_version"])
 
     @classmethod
     def from_records(cls, records: Iterable[BenchRecord], name: str, results_path: Path | None = None,
@@ -150,39 +148,14 @@ def _point_to_dict(point: CurvePoint) -> dict:
     }
 
 
-def _samples_ok(samples) -> bool:
-    return (isinstance(samples, list) and bool(samples)
-            and all(isinstance(s, (int, float)) and not isinstance(s, bool) and s > 0 for s in samples))
-
-
 def _point_from_dict(raw: dict, source: str) -> CurvePoint:
-    if not isinstance(raw, dict):
-        raise BenchmarkError(f"{source} is not an object", "regenerate the baseline")
-    case_fields = {f.name for f in fields(CaseKey)}
-    case = raw.get("case")
-    if not isinstance(case, dict) or not {"model", "target", "resolution"} <= set(case) or set(case) - case_fields:
-        raise BenchmarkError(f"{source} has a malformed case {case!r}", "regenerate the baseline")
-    where = f"{source} ({case.get('model')}@{case.get('resolution')})"
-    runs = raw.get("runs")
-    if not isinstance(runs, list) or not runs:
-        raise BenchmarkError(f"{where} has no runs", "regenerate the baseline")
-    for run in runs:
-        if not isinstance(run, dict) or not isinstance(run.get("run"), int) or isinstance(run.get("run"), bool):
-            raise BenchmarkError(f"{where} has a run without an integer 'run' index", "regenerate the baseline")
-        if not _samples_ok(run.get("samples_ms")):
-            raise BenchmarkError(f"{where} lacks positive raw samples_ms in run {run['run']}", "regenerate the baseline")
+    """A point of a baseline document that passed the schema check."""
+    case, runs = raw["case"], raw["runs"]
     if len({run["run"] for run in runs}) != len(runs):
-        raise BenchmarkError(f"{where} lists a run twice", "regenerate the baseline")
-    for count in ("macs", "params"):
-        if raw.get(count) is not None and (not isinstance(raw[count], int) or isinstance(raw[count], bool)):
-            raise BenchmarkError(f"{source}: {count} must be an integer or null", "regenerate the baseline")
-    try:
-        key = CaseKey(**case)
-    except TypeError as exc:
-        raise BenchmarkError(f"{source} has a malformed case ({exc})", "regenerate the baseline") from None
+        raise BenchmarkError(f"{source} ({case['model']}@{case['resolution']}) lists a run twice", REGENERATE)
     per_run = tuple((run["run"], tuple(float(s) for s in run["samples_ms"])) for run in runs)
-    return CurvePoint(case=key, samples_ms=tuple(s for _, samples in per_run for s in samples), macs=raw.get("macs"),
-                      params=raw.get("params"), timestamp=raw.get("timestamp"), runs=per_run)
+    return CurvePoint(case=CaseKey(**case), samples_ms=tuple(s for _, samples in per_run for s in samples),
+                      macs=raw.get("macs"), params=raw.get("params"), timestamp=raw.get("timestamp"), runs=per_run)
 
 
 def _unique(dicts: Iterable[dict]) -> list[dict]:
@@ -222,34 +195,64 @@ def _format_json(data: dict) -> str:
 
 def read_baseline(path: Path) -> Baseline:
     path = Path(path)
-    if not path.is_file():
-        raise BenchmarkError(f"baseline '{path}' does not exist",
-                             "make one with 'mobexport regress --update-baseline --results FILE --baseline FILE'")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise BenchmarkError(f"baseline '{path}' is not valid JSON ({exc.msg} at line {exc.lineno})",
-                             "regenerate it with 'mobexport regress --update-baseline'") from None
-    return Baseline.from_dict(data, source=str(path))
+    text = read_untrusted_text(path, "baseline",
+                               "make one with 'mobexport regress --update-baseline --results FILE --baseline FILE'")
+    return Baseline.from_dict(loads_json(text, f"baseline '{path}'", REGENERATE), source=str(path))
 
 
 def write_baseline(baseline: Baseline, path: Path) -> Path:
-    """Write atomically: a reader sees the old baseline or the new one, never half of one."""
-    path = Path(path)
+    """Write durably: a reader sees the old baseline or the new one, never half of one."""
+    return write_bytes_durably(Path(path), _format_json(baseline.to_dict()).encode("utf-8"), "baseline",
+                               "choose a writable path with --baseline", mode=0o644, make_parents=True)
+
+
+def _is_baseline_file(path: Path) -> bool:
+    """Whether ``path`` holds a document of kind mobexport-baseline (valid or not in other respects)."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(path, _format_json(baseline.to_dict()))
-        path.chmod(0o644)  # the temporary file it was renamed from is private (mkstemp); a baseline is shared
-        return path
-    except OSError as exc:
-        raise OutputDirError(f"cannot write baseline '{path}' ({exc.strerror or exc})",
-                             "choose a writable path with --baseline") from None
+        data = loads_json(read_untrusted_text(path, "baseline", ""), str(path), "")
+    except BenchmarkError:
+        return False
+    return isinstance(data, dict) and data.get("kind") == BASELINE_KIND
 
 
-def baseline_from_results(results_paths, baseline_path: Path, command: list[str] | None = None) -> Baseline:
-    """Read one or more results files (runs of the same sweep) and write them as the baseline."""
+def backup_path(path: Path) -> Path:
+    return Path(path).with_name(Path(path).name + ".bak")
+
+
+def replace_baseline(baseline: Baseline, path: Path) -> str | None:
+    """Write ``baseline`` to ``path``, keeping the one it replaces in ``PATH.bak``; says what was replaced.
+
+    A file at ``path`` (or at the backup's place) that is not a mobexport
+    baseline is refused, never overwritten: it may be the user's results or
+    anything else mistyped after ``--baseline``.
+    """
+    path, backup = Path(path), backup_path(path)
+    for existing in (path, backup):
+        if (existing.exists() or existing.is_symlink()) and not _is_baseline_file(existing):
+            raise BenchmarkError(f"'{existing}' exists and is not a mobexport baseline: refusing to replace it",
+                                 "choose another --baseline path, or move that file away")
+    replaced = None
+    if path.exists():
+        old = None
+        try:
+            old = read_baseline(path)
+        except BenchmarkError:
+            pass
+        copy_durably(path, backup, "baseline backup", "choose a writable path with --baseline")
+        what = f"{len(old.points)} points, created {old.created or 'at an unknown time'}" if old else "unreadable"
+        replaced = f"replaced the previous baseline ({what}); it is kept in {backup}"
+    write_baseline(baseline, path)
+    return replaced
+
+
+def baseline_from_results(results_paths, baseline_path: Path, command: list[str] | None = None,
+                          notes: list[str] | None = None) -> Baseline:
+    """Read one or more results files (runs of the same sweep) and write them as the baseline.
+
+    ``notes`` collects what the reading noticed (a torn last line), for the caller to print.
+    """
     paths = [Path(p) for p in ([results_paths] if isinstance(results_paths, (str, Path)) else results_paths)]
-    baseline = Baseline.from_runs([(path, read_records(path)) for path in paths], name=Path(baseline_path).stem,
-                                  command=command)
-    write_baseline(baseline, baseline_path)
+    baseline = Baseline.from_runs([(path, read_records(path, notes)) for path in paths],
+                                  name=Path(baseline_path).stem, command=command)
+    baseline.replaced = replace_baseline(baseline, baseline_path)
     return baseline

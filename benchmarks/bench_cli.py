@@ -8,11 +8,16 @@
 Writes OUT/results.jsonl (one record per case), curves.csv, summary.md and
 four PNGs. Exit status: 0 every case measured, 1 some cases failed (their
 errors are in the records and the summary), 2 bad input or a device error.
+
+One run at a time per OUT (an exclusive lock on OUT/.bench.lock); a run
+killed at any point loses no finished record and is resumed by the next.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Sequence
 
@@ -23,7 +28,7 @@ from mobexport.devices.android import CoolingPolicy
 from mobexport.devices.device import EAGER, WHERE_IT_RUNS
 from mobexport.devices.measure import MeasurePolicy
 from mobexport.devices.registry import DeviceOptions, get_device
-from mobexport.errors import BenchmarkError, MobexportError
+from mobexport.errors import BenchmarkError, MobexportError, OutputDirError
 from mobexport.export.quantize.support import MODES
 from mobexport.options import (
     ArgumentParser,
@@ -40,9 +45,12 @@ from mobexport.options import (
 # Only light modules above: the sweep, the export pipeline and torch are imported
 # once the command line and the device have been checked (see main), so a
 # refusal takes no longer than parsing.
+from .out_lock import locked_out_dir
 from .plan import SweepPlan
 from .records import read_records
+from .safe_files import write_failed, write_text_durably
 from .suite import list_suites, load_suite
+from .sweep import RESULTS_NAME
 
 DEFAULT_OUT = Path("bench-out")
 DEFAULT_BASELINE = "mobilenet_v3_large_100"
@@ -151,28 +159,86 @@ def settings_from(args: argparse.Namespace) -> tuple[SweepPlan, MeasurePolicy, D
     return plan, policy, options, device_spec, title
 
 
+SUMMARY_NAME, CSV_NAME = "summary.md", "curves.csv"
+
+
+def derived_outputs(out_dir: Path) -> list[Path]:
+    """The files a sweep derives from results.jsonl (and rewrites on every run)."""
+    from .sweep_plots import PLOT_FILES
+
+    return [out_dir / name for name in (SUMMARY_NAME, CSV_NAME, *PLOT_FILES)]
+
+
+def earlier_outputs(out_dir: Path) -> dict[Path, float]:
+    """Derived files already in ``out_dir`` (an earlier run's), with their modification times."""
+    found = {}
+    for path in derived_outputs(out_dir):
+        try:
+            found[path] = path.stat().st_mtime
+        except OSError:
+            pass
+    return found
+
+
+def describe_replaced(earlier: dict[Path, float], records: int) -> str | None:
+    """The line that says which earlier outputs this run replaced (nothing measured is lost: results.jsonl keeps it)."""
+    if not earlier:
+        return None
+    from datetime import datetime
+
+    when = datetime.fromtimestamp(max(earlier.values())).strftime("%Y-%m-%d %H:%M:%S")
+    names = ", ".join(sorted(p.name for p in earlier))
+    return (f"replaced the earlier run's {names} (written {when}); the new ones cover all {records} record(s) of "
+            f"{RESULTS_NAME}, which keeps every earlier measurement")
+
+
+def baseline_note(rows: list[dict], baseline: str | None) -> str | None:
+    """Why the × baseline column is empty, where it is, and how to fill it."""
+    ok = [r for r in rows if r["status"] == "ok"]
+    if not ok:
+        return None
+    if baseline is None:
+        return (f"no baseline model, so the × baseline column is empty: add {DEFAULT_BASELINE} to --models, "
+                f"or name one of the swept models with --baseline")
+    lacking = sorted({f"{r['target']}@{r['resolution']}" for r in ok if r.get("vs_baseline") is None})
+    if lacking:
+        return (f"the baseline {baseline} has no successful measurement at {', '.join(lacking[:6])}"
+                f"{' and more' if len(lacking) > 6 else ''}, so × baseline is empty there: run the sweep again "
+                "to retry its failed cases")
+    return None
+
+
 def write_outputs(out_dir: Path, baseline: str | None, title: str, policy: MeasurePolicy,
                   console: Console) -> list[dict]:
-    """curves.csv, summary.md and the PNGs from everything in results.jsonl; returns the rows."""
-    from .curve_table import curve_rows, write_csv
-    from .sweep import RESULTS_NAME
+    """curves.csv, summary.md and the PNGs from everything in results.jsonl; returns the rows.
+
+    Each file is written to a temporary file beside it, fsynced and renamed
+    into place: an interrupted or out-of-space run leaves the previous one.
+    """
+    from .curve_table import csv_text, curve_rows
     from .sweep_plots import plot_sweep
-    from .sweep_summary import markdown, write_markdown
+    from .sweep_summary import markdown
 
     results = out_dir / RESULTS_NAME
     if not results.exists():
         return []
     records = read_records(results)
     rows = curve_rows(records, baseline)
-    write_csv(rows, out_dir / "curves.csv")
+    write_text_durably(out_dir / CSV_NAME, csv_text(rows), "curves table")
     measured = [r for r in records if r.status == "ok"]
     device_info = measured[-1].device_info if measured else (records[-1].device_info if records else {})
-    plots = plot_sweep(rows, out_dir, baseline, title.replace("mobexport bench: ", ""), records=records,
-                       device_info=device_info)
+    try:
+        plots = plot_sweep(rows, out_dir, baseline, title.replace("mobexport bench: ", ""), records=records,
+                           device_info=device_info)
+    except OSError as exc:  # the PNGs are written atomically: a failed one leaves the previous image
+        raise write_failed(out_dir, exc, "plots in") from None
     tools = measured[-1].tool_versions if measured else {}
     text = markdown(rows, baseline, title=title, device_info=device_info, tool_versions=tools,
                     policy=policy.to_dict(), plots=plots)
-    write_markdown(out_dir / "summary.md", text)
+    note = baseline_note(rows, baseline)
+    if note:
+        text = text.rstrip("\n") + f"\n\nNote: {note}.\n"
+    write_text_durably(out_dir / SUMMARY_NAME, text, "summary")
     return rows
 
 
@@ -195,6 +261,24 @@ def print_report(console: Console, rows: list[dict], baseline: str | None, out_d
         console.print(f"[red]failed[/] {r['model']}/{r['target']}@{r['resolution']}: {r['error']}", highlight=False)
     console.print(f"wrote {out_dir / RESULTS_NAME}, curves.csv, summary.md and "
                   f"{', '.join(n for n in PLOT_FILES if (out_dir / n).is_file())} in {out_dir}", highlight=False)
+
+
+@contextmanager
+def sigterm_as_interrupt():
+    """SIGTERM (a CI timeout, ``kill``) ends the sweep the way Ctrl-C does: the running case's worker is
+    stopped, its temporary directory removed, and the finished records are kept."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread (an embedding application): leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def main(argv: Sequence[str]) -> int:
@@ -222,19 +306,31 @@ def main(argv: Sequence[str]) -> int:
 
     err_console = stderr_console()
     out_dir: Path = args.out
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputDirError(f"cannot create '{out_dir}' ({exc.strerror or exc})", "choose another --out") from None
     stopped: MobexportError | None = None
-    with device:
-        try:
-            outcome = run_sweep(plan, device, out_dir, policy, console=err_console, export_jobs=args.export_jobs)
-        except MobexportError as exc:  # the device went away: keep and report what was finished
-            stopped = exc
-            outcome = None
-        finally:
-            rows = write_outputs(out_dir, plan.baseline, title, policy, err_console)
+    with locked_out_dir(out_dir), sigterm_as_interrupt():
+        earlier = earlier_outputs(out_dir)
+        with device:
+            try:
+                outcome = run_sweep(plan, device, out_dir, policy, console=err_console, export_jobs=args.export_jobs)
+            except MobexportError as exc:  # the device went away: keep and report what was finished
+                stopped = exc
+                outcome = None
+            finally:
+                rows = write_outputs(out_dir, plan.baseline, title, policy, err_console)
+        replaced = describe_replaced(earlier, len(read_records(out_dir / RESULTS_NAME))) if rows else None
     if stopped is not None:
         raise stopped
     if outcome.skipped:
         err_console.print(f"resumed: {outcome.skipped} case(s) already in {out_dir / RESULTS_NAME} were skipped",
                           highlight=False)
+    if replaced:
+        err_console.print(replaced, highlight=False)
     print_report(console, rows, plan.baseline, out_dir)
+    note = baseline_note(rows, plan.baseline)
+    if note:
+        console.print(f"[yellow]note[/]: {note}", highlight=False)
     return 1 if outcome.failed else 0

@@ -9,6 +9,8 @@ it (resume).
 from __future__ import annotations
 
 import json
+import logging
+import os
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,6 +19,9 @@ from typing import Iterable, Iterator
 from mobexport.errors import BenchmarkError
 
 RECORD_SCHEMA_VERSION = 1
+RESULTS_HINT = "is this a mobexport results.jsonl? If so, measure again into a fresh --out"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -65,40 +70,92 @@ class BenchRecord:
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "record") -> "BenchRecord":
-        version = data.get("schema_version")
-        if version != RECORD_SCHEMA_VERSION:
-            raise BenchmarkError(f"{source}: record schema version {version!r}, expected {RECORD_SCHEMA_VERSION}",
-                                 "re-run the benchmark with this mobexport")
-        try:
-            case = CaseKey(**data["case"])
-            fields = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k != "case"}
-            return cls(case=case, **fields)
-        except (KeyError, TypeError) as exc:
-            raise BenchmarkError(f"{source}: malformed record ({exc})", "is this a mobexport results.jsonl?") from None
+        """A record from its JSON object, checked against the record schema first."""
+        from .schemas import check
+
+        check(data, "record", source, RESULTS_HINT)
+        case = CaseKey(**data["case"])
+        fields = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k != "case"}
+        return cls(case=case, **fields)
 
 
-def read_records(path: Path) -> list[BenchRecord]:
-    """All records of a ``results.jsonl``; a malformed line is an error naming it."""
+@dataclass(frozen=True)
+class TornTail:
+    """The last line of a results file cut short by a crash mid-write: ``offset`` is where it starts."""
+
+    line: int
+    offset: int
+    size: int
+
+    def describe(self, path: Path) -> str:
+        return (f"{path}: ignored a torn last line (line {self.line}, {self.size} bytes), "
+                "left by a run that was killed while writing it")
+
+
+def load_results(path: Path) -> tuple[list[BenchRecord], TornTail | None]:
+    """All records of a ``results.jsonl`` and its torn last line, if any.
+
+    Like a write-ahead log's reader: a last line with no newline that is not
+    JSON is a write cut short by a crash and is left out (the caller reports
+    it); a bad line anywhere else is corruption and an error naming its line.
+    """
+    from .safe_files import loads_json, read_untrusted_text
+
     path = Path(path)
-    if not path.is_file():
-        raise BenchmarkError(f"results file '{path}' does not exist", "run 'mobexport bench' first or fix the path")
-    records = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    text = read_untrusted_text(path, "results file", "run 'mobexport bench' first or fix the path")
+    lines = text.split("\n")  # the last item is "" when the file ends with a newline
+    records, torn, offset = [], None, 0
+    for number, line in enumerate(lines, start=1):
+        is_last = number == len(lines)
+        start, offset = offset, offset + len(line.encode("utf-8")) + 1
         if not line.strip():
             continue
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError:
-            raise BenchmarkError(f"{path}:{number} is not JSON", "is this a mobexport results.jsonl?") from None
-        records.append(BenchRecord.from_dict(data, source=f"{path}:{number}"))
+        where = f"{path}:{number}"
+        if is_last:
+            try:
+                data = loads_json(line, where, RESULTS_HINT)
+            except BenchmarkError:
+                torn = TornTail(number, start, len(line.encode("utf-8")))
+                continue
+        else:
+            data = loads_json(line, where, RESULTS_HINT)
+        records.append(BenchRecord.from_dict(data, source=where))
+    return records, torn
+
+
+def read_records(path: Path, notes: list[str] | None = None) -> list[BenchRecord]:
+    """All records of a ``results.jsonl``; a bad line is an error naming it.
+
+    A torn last line is left out and reported: added to ``notes`` when given
+    (the caller prints it with its result), else logged as a warning.
+    """
+    records, torn = load_results(path)
+    if torn is not None:
+        if notes is not None:
+            notes.append(torn.describe(Path(path)))
+        else:
+            log.warning("%s", torn.describe(Path(path)))
     return records
 
 
+def drop_torn_tail(path: Path, torn: TornTail) -> None:
+    """Cut a torn last line off, so that the next record starts on a fresh line of its own."""
+    from .safe_files import write_failed
+
+    try:
+        with open(path, "r+b") as f:
+            f.truncate(torn.offset)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as exc:
+        raise write_failed(Path(path), exc, "results file") from None
+
+
 def append_record(path: Path, record: BenchRecord) -> None:
-    """Append one line and flush it, so an interrupted sweep keeps finished cases."""
-    with open(path, "a") as f:
-        f.write(record.to_json() + "\n")
-        f.flush()
+    """Append one line and fsync it, so an interrupted sweep keeps every finished case."""
+    from .safe_files import append_line_durably
+
+    append_line_durably(Path(path), record.to_json(), "results file")
 
 
 def done_keys(records: Iterable[BenchRecord]) -> set[CaseKey]:

@@ -20,13 +20,13 @@ from typing import Sequence
 
 from rich.console import Console
 
-from mobexport.errors import BenchmarkError, OutputDirError
-from mobexport.manifest import write_text_atomic
+from mobexport.errors import BenchmarkError
 from mobexport.options import ArgumentParser, add_verbosity_options, positive_int
 
 from .baseline import baseline_from_results, provenance_of, read_baseline
 from .curves import points_from_records
 from .records import read_records
+from .safe_files import write_text_durably
 from .regression import DEFAULT_MIN_EFFECT, DEFAULT_REFERENCE, MODES, RegressionSettings, compare
 from .stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
 
@@ -94,34 +94,96 @@ def main(argv: Sequence[str]) -> int:
         if args.results or args.baseline or args.update_baseline:
             raise BenchmarkError("--history does not combine with --results/--baseline/--update-baseline",
                                  "run the trend and the check as two commands")
+        from .history import find_results
+
+        inputs = find_results(args.history) if args.history.is_dir() else []
+        _refuse_writing_inputs(inputs, _outputs(args, args.plot or args.history / "history.png"))
         return _history(args, console)
     if args.results is None or args.baseline is None:
         raise BenchmarkError("both --results and --baseline are needed", "e.g. mobexport regress --baseline "
                              "benchmarks/baselines/ci_local_cpu.json --results out/results.jsonl")
     if args.update_baseline:
+        _refuse_writing_inputs(args.results, [("--baseline", args.baseline)])
         return _update_baseline(args, console)
     if len(args.results) != 1:
         raise BenchmarkError(f"compare one results file at a time ({len(args.results)} given)",
                              "several results files make a baseline with --update-baseline")
     args.results = args.results[0]
+    _refuse_writing_inputs([args.results, args.baseline], _outputs(args, args.plot or args.results.parent / "regress.png"))
     return _compare(args, console)
 
 
+def _outputs(args, plot: Path) -> list[tuple[str, Path]]:
+    """(option, path) of every file this run will write."""
+    written = [("--markdown", args.markdown), ("--json", args.json), ("--plot", None if args.no_plot else plot)]
+    return [(option, path) for option, path in written if path is not None]
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """The same file: one inode (hard links, symlinks), or the same resolved path for one not yet written."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return Path(a).resolve() == Path(b).resolve()
+
+
+def _refuse_writing_inputs(inputs, outputs: list[tuple[str, Path]]) -> None:
+    """Refuse before any work: an output that is one of the inputs, two outputs on one file, or an output
+    that would overwrite a results file or a baseline that this run does not own."""
+    for option, path in outputs:
+        for source in inputs:
+            if _same_file(path, source):
+                raise BenchmarkError(f"{option} '{path}' is one of the inputs ('{source}'): refusing to overwrite it",
+                                     f"give {option} another path")
+    for i, (option, path) in enumerate(outputs):
+        for other_option, other in outputs[i + 1:]:
+            if _same_file(path, other):
+                raise BenchmarkError(f"{option} and {other_option} name the same file '{path}'",
+                                     "give each output its own path")
+        if option != "--baseline" and _holds_measurements(path):
+            raise BenchmarkError(f"{option} '{path}' holds benchmark results or a baseline: refusing to overwrite it",
+                                 f"give {option} another path")
+
+
+def _holds_measurements(path: Path) -> bool:
+    """Whether ``path`` is an existing results file or baseline (data a report must never replace)."""
+    from .baseline import _is_baseline_file
+    from .records import load_results
+
+    if not Path(path).is_file():
+        return False
+    if _is_baseline_file(path):
+        return True
+    try:
+        records, _ = load_results(path)
+    except BenchmarkError:
+        return False
+    return bool(records)
+
+
 def _update_baseline(args, console: Console) -> int:
+    notes: list[str] = []
     baseline = baseline_from_results(args.results, args.baseline,
                                      command=["mobexport", "regress", "--update-baseline", "--results",
-                                              *map(str, args.results), "--baseline", str(args.baseline)])
+                                              *map(str, args.results), "--baseline", str(args.baseline)],
+                                     notes=notes)
+    for note in notes:
+        console.print(f"[yellow]note[/]: {note}", highlight=False)
     models = sorted({case.model for case in baseline.points})
     resolutions = sorted({case.resolution for case in baseline.points})
     runs = len(args.results)
     console.print(f"wrote baseline [bold]{args.baseline}[/]: {len(baseline.points)} points "
                   f"({', '.join(models)} at {', '.join(map(str, resolutions))}) from {runs} run{'s' * (runs != 1)}")
+    if baseline.replaced:
+        console.print(baseline.replaced, highlight=False)
     skipped = baseline.provenance.get("skipped_failed_cases") or []
     if skipped:
         console.print(f"[yellow]left out {len(skipped)} failed case(s)[/]: {', '.join(skipped)}")
     if args.reference not in models:
-        console.print(f"[yellow]warning[/]: the reference {args.reference} is not in it; relative checks against "
-                      "this baseline will need --reference or --mode absolute")
+        console.print(f"[yellow]warning[/]: the reference model {args.reference} is not in it, so relative checks "
+                      f"against this baseline will fail; add it to the sweep (mobexport bench --models "
+                      f"{','.join(models[:2])},{args.reference} ...), or check with --reference "
+                      f"{models[0]} or --mode absolute", highlight=False)
     return 0
 
 
@@ -132,7 +194,8 @@ def _compare(args, console: Console) -> int:
     settings = RegressionSettings(mode=args.mode, reference=args.reference, min_effect=args.min_effect,
                                   confidence=args.confidence, resamples=args.resamples, seed=args.seed)
     baseline = read_baseline(args.baseline)
-    records = read_records(args.results)
+    notes: list[str] = []
+    records = read_records(args.results, notes)
     report = compare(baseline.points, points_from_records(records, str(args.results)), settings)
     report.baseline_provenance = baseline.provenance
     report.current_provenance = provenance_of(records, args.results)
@@ -150,6 +213,8 @@ def _compare(args, console: Console) -> int:
         plot_path = plot_comparison(report, args.plot or default_plot_path(args.results))
     markdown = comparison_markdown(report, args.baseline.name, str(args.results),
                                    plot_path.name if plot_path else None)
+    for note in notes:
+        console.print(f"[yellow]note[/]: {note}", highlight=False)
     print_comparison(console, report)
     _write_markdown(markdown, args.markdown, console)
     if args.json:
@@ -186,11 +251,7 @@ def _history(args, console: Console) -> int:
 
 
 def _write(path: Path, text: str, option: str) -> None:
-    try:
-        write_text_atomic(path, text)
-        path.chmod(0o644)  # written via a private temporary file (mkstemp)
-    except OSError as exc:
-        raise OutputDirError(f"cannot write '{path}' ({exc.strerror or exc})", f"choose another {option} path") from None
+    write_text_durably(path, text, f"{option} file", f"choose another {option} path")
 
 
 def _write_markdown(markdown: str, path: Path | None, console: Console) -> None:

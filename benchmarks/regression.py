@@ -315,6 +315,17 @@ def pooled_run_spread(baseline: dict[CaseKey, CurvePoint], settings: RegressionS
 
 
 def _require_references(baseline: dict, current: dict, overlap: list[CaseKey], reference: str) -> None:
+    for side, points in (("results", current), ("baseline", baseline)):
+        models = sorted({case.model for case in points})
+        if reference not in models:
+            others = [m for m in models if m != reference]
+            raise BenchmarkError(
+                f"the reference model {reference} is not in the {side} (it has {', '.join(models) or 'no model'}), "
+                "and relative mode divides every latency by it",
+                f"add it to the sweep (mobexport bench --models {','.join(others[:2] + [reference])} ...)"
+                + (" and update the baseline from those results" if side == "baseline" else "")
+                + f", or use --reference {others[0] if others else 'MODEL'} or --mode absolute",
+            )
     missing = []
     for case in overlap:
         if case.model == reference or not current[case].ok:

@@ -7,19 +7,16 @@ taken relative to the suite file. ``--suite PATH`` reads a suite file of your ow
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from mobexport.errors import BenchmarkError
 
+from .safe_files import loads_json, read_untrusted_text
+from .schemas import check
+
 SUITES_DIR = Path(__file__).parent / "suites"
-TOP_KEYS = {
-    "description": str, "models": list, "targets": list, "resolutions": list, "baseline": str, "device": str,
-    "threads": int, "batch": int, "quantize": str, "passes": str, "min_time": (int, float), "min_iters": int,
-    "max_iters": int, "warmup_time": (int, float), "cpus": list, "android": dict,
-}
-ANDROID_KEYS = {"adb": str, "executor_runner": str, "ort_perf_test": str, "cooldown_c": (int, float),
-                "cooldown_max_s": (int, float), "cooldown_poll_s": (int, float)}
+SUITE_HINT = "see docs/benchmarking.md for the suite format"
+MAX_SUITE_BYTES = 2**20
 
 
 def list_suites() -> dict[str, str]:
@@ -40,12 +37,11 @@ def load_suite(name_or_path: str) -> dict:
         if not path.is_file():
             raise BenchmarkError(f"unknown suite '{name_or_path}'",
                                  f"choose one of: {', '.join(list_suites())} (or give a .toml/.json path)")
-    elif not path.is_file():
+    elif not path.exists():
         raise BenchmarkError(f"suite file '{path}' does not exist", "check the path")
     data = _parse(path)
-    _check_keys(data, TOP_KEYS, str(path))
+    check(data, "suite", f"suite '{path}'", SUITE_HINT)
     android = data.get("android", {})
-    _check_keys(android, ANDROID_KEYS, f"{path} [android]")
     for key in ("adb", "executor_runner", "ort_perf_test"):
         if key in android and not Path(android[key]).is_absolute():
             android[key] = str((path.parent / android[key]).resolve())
@@ -54,26 +50,18 @@ def load_suite(name_or_path: str) -> dict:
 
 
 def _parse(path: Path) -> dict:
-    try:
-        if path.suffix == ".json":
-            data = json.loads(path.read_text())
-        else:
-            try:
-                import tomllib
-            except ModuleNotFoundError:  # Python 3.10
-                import tomli as tomllib
-            data = tomllib.loads(path.read_text())
-    except (ValueError, OSError) as exc:  # JSONDecodeError and TOMLDecodeError are ValueErrors
-        raise BenchmarkError(f"suite '{path}' cannot be read ({exc})", "fix its syntax") from None
+    text = read_untrusted_text(path, "suite", "check the path", limit=MAX_SUITE_BYTES)
+    if path.suffix == ".json":
+        data = loads_json(text, f"suite '{path}'", "fix its syntax")
+    else:
+        try:
+            import tomllib
+        except ModuleNotFoundError:  # Python 3.10
+            import tomli as tomllib
+        try:
+            data = tomllib.loads(text)
+        except (ValueError, RecursionError) as exc:  # TOMLDecodeError is a ValueError
+            raise BenchmarkError(f"suite '{path}' cannot be read ({str(exc)[:200]})", "fix its syntax") from None
     if not isinstance(data, dict):
-        raise BenchmarkError(f"suite '{path}' is not a table of settings", "see docs/benchmarking.md")
+        raise BenchmarkError(f"suite '{path}' is not a table of settings", SUITE_HINT)
     return data
-
-
-def _check_keys(data: dict, allowed: dict, where: str) -> None:
-    for key, value in data.items():
-        if key not in allowed:
-            raise BenchmarkError(f"{where}: unknown setting '{key}'", f"known: {', '.join(sorted(allowed))}")
-        if not isinstance(value, allowed[key]) or isinstance(value, bool):
-            raise BenchmarkError(f"{where}: '{key}' has the wrong type ({type(value).__name__})",
-                                 "see docs/benchmarking.md for the suite format")

@@ -36,7 +36,7 @@ from mobexport.errors import OutputDirError
 
 from .bench_artifacts import Prepared, prepare
 from .plan import SweepPlan
-from .records import BenchRecord, CaseKey, append_record, done_keys, read_records
+from .records import BenchRecord, CaseKey, append_record, done_keys, drop_torn_tail, load_results
 from .stats import summarize
 
 RESULTS_NAME = "results.jsonl"
@@ -145,7 +145,8 @@ def run_sweep(plan: SweepPlan, device: Device, out_dir: Path, policy: MeasurePol
     except OSError as exc:
         raise OutputDirError(f"cannot create '{out_dir}' ({exc.strerror or exc})", "choose another --out") from None
     results = out_dir / RESULTS_NAME
-    done = done_keys(read_records(results)) if results.exists() else set()
+    done = done_keys(_resume_from(results, console)) if results.exists() or results.is_symlink() else set()
+    _sweep_debris(console)
     cases = plan.cases()
     todo = [c for c in cases if c not in done]
     outcome = SweepOutcome(results, skipped=len(cases) - len(todo))
@@ -189,6 +190,26 @@ def run_sweep(plan: SweepPlan, device: Device, out_dir: Path, policy: MeasurePol
                 progress.console.print(describe(record), highlight=False)
             progress.advance(measuring)
     return outcome
+
+
+def _resume_from(results: Path, console: Console) -> list[BenchRecord]:
+    """The records already measured; a last line torn by a crash is reported once and cut off."""
+    records, torn = load_results(results)
+    if torn is not None:
+        drop_torn_tail(results, torn)
+        console.print(f"[yellow]warning[/]: {torn.describe(results)}; it was removed and that case is measured "
+                      "again", highlight=False)
+    return records
+
+
+def _sweep_debris(console: Console) -> None:
+    """Case directories of earlier sweeps that were killed: their processes are gone, so are they."""
+    from mobexport.devices.local import sweep_stale_case_dirs
+
+    removed = sweep_stale_case_dirs()
+    if removed:
+        console.print(f"removed {len(removed)} temporary case director{'y' if len(removed) == 1 else 'ies'} left by "
+                      "killed runs", highlight=False)
 
 
 def describe(record: BenchRecord) -> str:

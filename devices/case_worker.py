@@ -98,7 +98,33 @@ def write_atomic(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
+PR_SET_PDEATHSIG = 1
+PARENT_PID_ENV = "MOBEXPORT_CASE_PARENT_PID"
+
+
+def die_with_parent() -> None:
+    """Ask the kernel for SIGKILL when the sweep that started us dies (SIGKILL, SIGTERM, a crash).
+
+    A timing worker left running would load the CPU under every later
+    measurement. Linux only (prctl); elsewhere the sweep's own cleanup is
+    what stops it. If the parent died before the request, exit now.
+    """
+    expected = os.environ.get(PARENT_PID_ENV)
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    if expected and expected.isdigit() and os.getppid() != int(expected):
+        sys.exit(EXIT_CASE_ERROR)
+
+
 def main(argv: list[str]) -> int:
+    die_with_parent()
     job_path, result_path = Path(argv[0]), Path(argv[1])
     spec = json.loads(job_path.read_text())
     try:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,6 +27,46 @@ from .device import EAGER, Availability, CaseFailed, CaseJob, Device, Measuremen
 
 WORKER_MODULE = "mobexport.devices.case_worker"
 DEFAULT_CASE_TIMEOUT_S = 1800.0
+CASE_DIR_PREFIX = "mobexport-case-"
+# The worker's parent-death check: it exits at once if this process is gone (see case_worker.die_with_parent).
+PARENT_PID_ENV = "MOBEXPORT_CASE_PARENT_PID"
+
+
+def case_dir_prefix(pid: int | None = None) -> str:
+    """``mobexport-case-PID-``: the owner's process id in the name tells a stale directory from a live one."""
+    return f"{CASE_DIR_PREFIX}{os.getpid() if pid is None else pid}-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return True
+
+
+def sweep_stale_case_dirs(temp_root: Path | None = None) -> list[Path]:
+    """Remove the case directories of this user's processes that are gone (killed mid-case); returns them."""
+    root = Path(temp_root or tempfile.gettempdir())
+    removed = []
+    try:
+        candidates = list(root.glob(f"{CASE_DIR_PREFIX}*"))
+    except OSError:
+        return removed
+    for path in candidates:
+        owner = re.fullmatch(rf"{CASE_DIR_PREFIX}(\d+)-.+", path.name)
+        try:
+            if owner is None or path.is_symlink() or not path.is_dir() or path.stat().st_uid != os.getuid():
+                continue
+        except OSError:
+            continue
+        pid = int(owner.group(1))
+        if pid != os.getpid() and not _alive(pid):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
 
 
 class SubprocessDevice(Device):
@@ -48,15 +90,26 @@ class SubprocessDevice(Device):
     def measure(self, job: CaseJob) -> Measurement:
         self.check_kind(job.kind)
         spec = {"job": job.to_dict(), "device": self.runtime_device, "cpus": self.cpus}
-        with tempfile.TemporaryDirectory(prefix="mobexport-case-") as tmp:
+        env = {**os.environ, PARENT_PID_ENV: str(os.getpid())}
+        try:
+            tmp_dir = tempfile.TemporaryDirectory(prefix=case_dir_prefix())
+        except OSError as exc:
+            raise _scratch_failed(Path(tempfile.gettempdir()), exc) from None
+        with tmp_dir as tmp:
             job_file, result_file = Path(tmp) / "job.json", Path(tmp) / "result.json"
-            job_file.write_text(json.dumps(spec))
+            try:
+                job_file.write_text(json.dumps(spec))
+            except OSError as exc:
+                raise _scratch_failed(job_file, exc) from None
             try:
                 proc = subprocess.run([*self.worker_command, str(job_file), str(result_file)],
-                                      capture_output=True, text=True, timeout=self.timeout_s)
+                                      capture_output=True, text=True, timeout=self.timeout_s, env=env)
             except subprocess.TimeoutExpired:
                 raise CaseFailed(f"timed out after {self.timeout_s:.0f} s") from None
-            result = json.loads(result_file.read_text()) if result_file.is_file() else None
+            try:
+                result = json.loads(result_file.read_text()) if result_file.is_file() else None
+            except (OSError, ValueError) as exc:
+                raise CaseFailed(f"the worker's result could not be read ({exc})") from None
         if result is None or not result.get("ok"):
             raise CaseFailed(describe_failure(proc, result))
         conditions = dict(result["conditions"])
@@ -70,6 +123,13 @@ class SubprocessDevice(Device):
             conditions=conditions,
             tool_versions=tool_versions(),
         )
+
+
+def _scratch_failed(path: Path, exc: OSError) -> DeviceError:
+    from mobexport.benchmarks.safe_files import why_write_failed
+
+    return DeviceError(f"cannot write the case's job file '{path}': {why_write_failed(exc)}",
+                       "free space in the temporary directory, raise the limit, or point TMPDIR elsewhere")
 
 
 def describe_failure(proc: subprocess.CompletedProcess, result: dict | None) -> str:

@@ -88,17 +88,17 @@ def _valid(synthetic) -> dict:
 
 
 @pytest.mark.parametrize("corrupt, message", [
-    (lambda d: d.update(schema_version=99), "schema version 99"),
+    (lambda d: d.update(schema_version=99), "schema_version must be 1, not 99"),
     (lambda d: d.pop("kind"), "not a mobexport baseline"),
-    (lambda d: d.update(points=[]), "has no points"),
-    (lambda d: d["points"][0]["runs"][0].update(samples_ms=[]), "lacks positive raw samples_ms"),
-    (lambda d: d["points"][0]["runs"][0].update(samples_ms=[1.0, -2.0]), "lacks positive raw samples_ms"),
-    (lambda d: d["points"][0].pop("runs"), "has no runs"),
-    (lambda d: d["points"][0]["runs"][0].update(run="first"), "integer 'run' index"),
+    (lambda d: d.update(points=[]), "points must have at least 1 item"),
+    (lambda d: d["points"][0]["runs"][0].update(samples_ms=[]), r"points\[0\].runs\[0\].samples_ms must have at least 1 item"),
+    (lambda d: d["points"][0]["runs"][0].update(samples_ms=[1.0, -2.0]), r"samples_ms\[1\] must be > 0"),
+    (lambda d: d["points"][0].pop("runs"), r"points\[0\] lacks 'runs'"),
+    (lambda d: d["points"][0]["runs"][0].update(run="first"), r"runs\[0\].run must be integer"),
     (lambda d: d["points"][0]["runs"].append(d["points"][0]["runs"][0]), "lists a run twice"),
-    (lambda d: d["points"][0]["case"].pop("model"), "malformed case"),
-    (lambda d: d["points"][0]["case"].update(colour="red"), "malformed case"),
-    (lambda d: d["points"][0].update(macs="many"), "macs must be an integer"),
+    (lambda d: d["points"][0]["case"].pop("model"), r"points\[0\].case lacks 'model'"),
+    (lambda d: d["points"][0]["case"].update(colour="red"), "unknown key 'colour'"),
+    (lambda d: d["points"][0].update(macs="many"), "macs must be integer or null"),
     (lambda d: d["points"].append(d["points"][0]), "appears twice"),
 ])
 def test_malformed_baselines_are_refused(synthetic, tmp_path, corrupt, message):

@@ -98,7 +98,7 @@ def test_eager_sweep_writes_every_output_and_resumes(capsys, tmp_path):
             "--warmup-time", "0", "--min-iters", "3", "--threads", "1", "--out", str(out))
     status, stdout, err = run(capsys, *argv)
     assert status == 0, err
-    assert sorted(p.name for p in out.iterdir()) == sorted(["results.jsonl", "curves.csv", "summary.md", *PNGS])
+    assert sorted(p.name for p in out.iterdir()) == sorted([".bench.lock", "results.jsonl", "curves.csv", "summary.md", *PNGS])
     record = json.loads((out / "results.jsonl").read_text())
     assert record["status"] == "ok" and record["case"]["target"] == "pytorch" and record["case"]["threads"] == 1
     assert record["macs"] > 10_000_000 and record["conditions"]["threads_applied"] == "torch.set_num_threads"

@@ -111,14 +111,14 @@ def test_schema_mismatches_are_exit_2(baseline, make_results, tmp_path, capsys):
     record["schema_version"] = 99
     results.write_text("\n".join([json.dumps(record), *lines[1:]]) + "\n")
     status, _, err = run(capsys, "--baseline", baseline, "--results", results)
-    one_line_error(status, err, "schema version 99")
+    one_line_error(status, err, "schema_version must be 1, not 99")
 
     data = json.loads(baseline.read_text())
     data["schema_version"] = 2
     old = tmp_path / "old.json"
     old.write_text(json.dumps(data))
     status, _, err = run(capsys, "--baseline", old, "--results", make_results("ok", seed=1))
-    one_line_error(status, err, "baseline schema version 2")
+    one_line_error(status, err, "schema_version must be 1, not 2")
 
 
 def test_no_overlap_and_missing_reference_are_exit_2(baseline, make_results, capsys):

@@ -37,10 +37,10 @@ def test_suite_files_of_your_own(tmp_path):
 
 
 @pytest.mark.parametrize("content, message", [
-    ('models = ["resnet18"]\nresolution = [224]\n', "unknown setting 'resolution'"),
-    ('models = "resnet18"\n', "'models' has the wrong type"),
+    ('models = ["resnet18"]\nresolution = [224]\n', "unknown key 'resolution'"),
+    ('models = "resnet18"\n', "models must be array, not str"),
     ('models = [\n', "cannot be read"),
-    ('[android]\nrunner = "x"\n', "[android]: unknown setting 'runner'"),
+    ('[android]\nrunner = "x"\n', "android has an unknown key 'runner'"),
 ])
 def test_bad_suite_files(tmp_path, content, message):
     path = tmp_path / "bad.toml"
