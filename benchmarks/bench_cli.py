@@ -50,7 +50,7 @@ from .plan import SweepPlan
 from .records import read_records
 from .safe_files import write_failed, write_text_durably
 from .suite import list_suites, load_suite
-from .sweep import RESULTS_NAME
+from .sweep import RESULTS_NAME, run_sweep
 
 DEFAULT_OUT = Path("bench-out")
 DEFAULT_BASELINE = "mobilenet_v3_large_100"
@@ -301,8 +301,6 @@ def main(argv: Sequence[str]) -> int:
             device.check_kind(target)
     device.check_batch(plan.batch)
     plan.validate()
-
-    from .sweep import RESULTS_NAME, run_sweep
 
     err_console = stderr_console()
     out_dir: Path = args.out
