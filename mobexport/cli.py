@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 from rich.console import Console
 from rich.markup import escape
 
-from mobexport import __version__
+from mobexport import __version__, signals
 from mobexport.config import DEFAULT_OUT_DIR, ExportConfig
 from mobexport.errors import MobexportError
 
@@ -189,6 +189,7 @@ def _setup_logging(debug: bool) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    signals.install()
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     command = SUBCOMMANDS.get(argv[0]) if argv else None

@@ -30,6 +30,9 @@ class ExportConfig:
     parity_samples: int = 8
     target_options: dict = field(default_factory=dict)
     command: list[str] = field(default_factory=list)
+    # Replace an artifact of a different variant (resolution, quantization, ...) at artifact_dir().
+    force: bool = False
 
     def artifact_dir(self) -> Path:
+        """``OUT/MODEL/TARGET``: one artifact per model and target; another variant there needs ``force``."""
         return Path(self.out_dir) / self.model / self.target

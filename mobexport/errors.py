@@ -83,3 +83,7 @@ class DeviceError(MobexportError):
 
 class BenchmarkError(MobexportError):
     """A benchmark sweep, results file or baseline is malformed or unusable."""
+
+
+class ResourceExhaustedError(ExportError):
+    """Memory, disk space or a file-size limit ran out while mobexport worked."""
