@@ -89,7 +89,7 @@ class Artifact:
         directory, main = _artifact_directory(path, typed)
         with shared_lock(directory.parent):
             root = directory.resolve()
-            manifest = Manifest.read(confined(root, MANIFEST_NAME, what="manifest.json"))
+            manifest = Manifest.read_file(confined(root, MANIFEST_NAME, what="manifest.json"))
             artifact = cls(directory, manifest, root)
             artifact_path = artifact.path  # confinement is checked before anything reads the file
             if main is not None and main != artifact_path.name:

@@ -34,6 +34,7 @@ TRACKED_TOOLS = ("torch", "numpy", "onnx", "onnxruntime", "onnxscript", "executo
 
 
 MAX_MANIFEST_BYTES = 16 << 20  # a real manifest is a few hundred KiB at most
+MAX_NESTING = 32  # a real manifest nests 6 levels; printers and re-serialisation recurse per level
 PARAMS_DEFINITION = "PyTorch model parameters before graph rewrites, sum of numel() over model.parameters()"
 RANDOM_WEIGHTS_NOTE = "random weights: latency and size are real, accuracy is not"
 
@@ -84,7 +85,7 @@ MANIFEST_SCHEMA: dict = {
             "required": ["file"],
             "properties": {
                 # Relative to the artifact directory; Artifact.path also checks where it resolves.
-                "file": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[^/\\\\\\x00]+$",
+                "file": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": r"^[^/\\\x00-\x1f\x7f]+$",
                          "not": {"enum": [".", ".."]}},
                 "size_bytes": {"type": "integer", "minimum": 0},
                 "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
@@ -189,6 +190,11 @@ class Manifest:
         path = Path(path)
         if path.is_dir():
             path = path / MANIFEST_NAME
+        return cls.read_file(path)
+
+    @classmethod
+    def read_file(cls, path: Path) -> "Manifest":
+        """The manifest in the file ``path`` (a directory there is refused, not looked into)."""
         return cls.from_dict(load_json(path, what="manifest"), source=f"'{path}'")
 
 
@@ -225,11 +231,13 @@ def load_json(path: Path, what: str, limit: int = MAX_MANIFEST_BYTES) -> object:
         raise ManifestError(f"no {what} at '{path}'", "point at an artifact directory or its manifest.json") from None
     except OSError as exc:
         raise ManifestError(f"cannot read {what} '{path}' ({exc.strerror or exc})", "check its permissions") from None
-    with os.fdopen(fd, "rb") as f:
-        info = os.fstat(f.fileno())
-        if not stat.S_ISREG(info.st_mode):
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise ManifestError(f"{what} '{path}' is not a regular file", "point at the manifest.json mobexport wrote")
-        raw = f.read(limit + 1)
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            raw = f.read(limit + 1)
+    finally:
+        os.close(fd)
     if len(raw) > limit:
         raise ManifestError(f"{what} '{path}' is larger than {limit >> 20} MiB", "it is not a manifest mobexport wrote")
     try:
@@ -237,13 +245,28 @@ def load_json(path: Path, what: str, limit: int = MAX_MANIFEST_BYTES) -> object:
     except UnicodeDecodeError as exc:
         raise ManifestError(f"{what} '{path}' is not UTF-8 text (byte {exc.start})", "re-export it") from None
     try:
-        return json.loads(text)
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ManifestError(f"'{path}' is not valid JSON ({exc.msg} at line {exc.lineno})", "re-export it") from None
     except RecursionError:
         raise ManifestError(f"'{path}' nests JSON too deeply", "it is not a manifest mobexport wrote") from None
     except ValueError as exc:  # e.g. an integer literal beyond Python's digit limit
         raise ManifestError(f"'{path}' is not valid JSON ({exc})", "re-export it") from None
+    if nesting_depth(data) > MAX_NESTING:
+        raise ManifestError(f"'{path}' nests JSON too deeply (over {MAX_NESTING} levels)",
+                            "it is not a manifest mobexport wrote")
+    return data
+
+
+def nesting_depth(value: object) -> int:
+    """How deeply ``value`` nests lists and objects, computed without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
 
 
 @functools.lru_cache(maxsize=1)

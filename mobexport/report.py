@@ -179,28 +179,41 @@ def delegation_summary(d: dict) -> str:
     return line
 
 
-def format_detail(key: str, value, limit: int = 12) -> str:
-    """A target detail as text: bytes, MACs and fractions in units, long collections shortened."""
+def format_detail(key: str, value, limit: int = 12, depth: int = 0) -> str:
+    """A target detail as text: bytes, MACs and fractions in units, long collections shortened.
+
+    Total over JSON values: a manifest is untrusted, so any value of any shape prints.
+    """
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
     if isinstance(value, bool) or value is None:
         return str(value)
-    if key.endswith("_bytes") and isinstance(value, (int, float)):
+    if depth > 3 and isinstance(value, (dict, list)):
+        return "…"
+    if key.endswith("_bytes") and number:
         return human_bytes(value)
-    if key.endswith("_bytes") and isinstance(value, list):
+    if key.endswith("_bytes") and isinstance(value, list) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
         return ", ".join(human_bytes(v) for v in value[:limit]) or "none"
-    if key.startswith("macs_") and isinstance(value, (int, float)):
+    if key.startswith("macs_") and number:
         return human_count(value)
     if key.endswith("coverage") and isinstance(value, float):
         return f"{value:.1%}"
     if isinstance(value, dict):
         items = list(value.items())
-        text = ", ".join(f"{k}: {format_detail(str(k), v, limit)}" for k, v in items[:limit])
+        text = ", ".join(f"{k}: {format_detail(str(k), v, limit, depth + 1)}" for k, v in items[:limit])
         return text + (f", ... ({len(items)} in all)" if len(items) > limit else "")
     if isinstance(value, list):
         if value and all(isinstance(v, dict) and "name" in v for v in value):
-            return "; ".join(f"{v['name']} {v.get('shape', '')}".strip() for v in value)
-        text = ", ".join(str(v) for v in value[:limit])
+            return "; ".join(f"{v['name']} {_shape_text(v.get('shape'))}".strip() for v in value[:limit])
+        text = ", ".join(format_detail(key, v, limit, depth + 1) for v in value[:limit])
         return text + (f", ... ({len(value)} in all)" if len(value) > limit else "")
     return str(value)
+
+
+def _shape_text(shape) -> str:
+    if isinstance(shape, list):
+        return "[" + ", ".join(format_detail("dim", d, depth=4) for d in shape) + "]"
+    return "" if shape is None else format_detail("shape", shape, depth=4)
 
 
 def print_manifest(console: Console, path: Path, raw: bool = False) -> int:
