@@ -254,7 +254,10 @@ def _versions(parent: Path, name: str) -> list[Path]:
 def retire(old: Path, current: Path) -> None:
     """Remove what mobexport wrote in ``old``; move anything else (a user's files) into ``current``."""
     owned = _owned_entries(old)
-    for entry in sorted(old.iterdir()):
+    # The owned list goes last and the manifest just before it: a retirement cut short by a
+    # kill still knows, next time, which of the remaining entries are mobexport's.
+    last = {OWNED_LIST: 2, MANIFEST_NAME: 1}
+    for entry in sorted(old.iterdir(), key=lambda p: (last.get(p.name, 0), p.name)):
         if entry.name in owned:
             _remove(entry)
             continue
