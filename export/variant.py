@@ -8,11 +8,13 @@ different artifact, so it is refused unless ``force`` is given.
 
 from __future__ import annotations
 
-from pathlib import Path
+import logging
 
 from mobexport.config import ExportConfig
 from mobexport.errors import OutputDirError
 from mobexport.manifest import MANIFEST_NAME, Manifest, ManifestError
+
+log = logging.getLogger(__name__)
 
 
 def variant_of(config: ExportConfig, resolution: int, dynamic: bool, num_classes: int) -> dict:
@@ -58,8 +60,9 @@ def check_replaceable(config: ExportConfig, wanted: dict) -> None:
     try:
         existing = recorded_variant(Manifest.read(directory / MANIFEST_NAME))
     except ManifestError as exc:
-        raise OutputDirError(f"'{directory}' holds an artifact whose manifest is unreadable ({exc.message})",
-                             "choose another --out, or pass --force to replace it") from None
+        # A damaged artifact is replaced (the files a user added to it are kept): there is no variant to protect.
+        log.warning("replacing the artifact in '%s': its manifest is unreadable (%s)", directory, exc.message)
+        return
     changed = differences(existing, wanted)
     if changed:
         raise OutputDirError(f"'{directory}' holds another export of {config.model} -> {config.target} "

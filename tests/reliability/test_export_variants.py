@@ -88,3 +88,11 @@ def test_a_directory_that_is_not_ours_is_refused_before_slow_work(tmp_path, no_s
     with pytest.raises(OutputDirError, match="did not write"):
         pipeline.export_model(config(tmp_path))
     assert (target_dir / "thesis.tex").read_text() == "mine"
+
+
+def test_a_damaged_artifact_is_replaced_not_refused(tmp_path):
+    """Nothing identifies its variant, and bench (which has no --force) must be able to re-export it."""
+    existing = publish_existing(tmp_path, None)
+    (existing.artifact_dir() / "manifest.json").write_text("{ torn")
+    wanted = config(tmp_path, resolution=128)
+    check_replaceable(wanted, variant_of(wanted, 128, False, 1000))
