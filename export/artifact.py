@@ -88,7 +88,10 @@ class Artifact:
                                 "give an artifact directory, its manifest.json or its main file")
         directory, main = _artifact_directory(path, typed)
         with shared_lock(directory.parent):
-            root = directory.resolve()
+            try:
+                root = directory.resolve()  # the user named this directory: it may be a link to anywhere
+            except (OSError, RuntimeError) as exc:
+                raise ManifestError(f"'{typed}' cannot be resolved ({exc})", "is it a symlink loop?") from None
             manifest = Manifest.read_file(confined(root, MANIFEST_NAME, what="manifest.json"))
             artifact = cls(directory, manifest, root)
             artifact_path = artifact.path  # confinement is checked before anything reads the file
@@ -128,8 +131,11 @@ def confined(root: Path, name: object, what: str) -> Path:
         raise ManifestError(f"{what} {name!r} is not a relative path inside the artifact directory",
                             "the manifest was edited or does not come from mobexport; re-export it")
     candidate = root / name
-    resolved = candidate.resolve()
-    real_root = root.resolve()
+    try:
+        resolved = candidate.resolve()
+        real_root = root.resolve()
+    except (OSError, RuntimeError) as exc:  # a symlink loop: RuntimeError before Python 3.13, OSError after
+        raise ManifestError(f"{what} {name!r} cannot be resolved ({exc})", "re-export the artifact") from None
     if resolved == real_root or real_root not in resolved.parents:
         raise ManifestError(f"{what} {name!r} points outside the artifact directory '{root}'",
                             "refusing to read it; re-export the artifact")
@@ -313,7 +319,7 @@ def make_public_and_durable(directory: Path) -> None:
     it; a published artifact must read like any other file the user made.
     """
     umask = current_umask()
-    for root, dirs, files in os.walk(directory):
+    for root, _, files in os.walk(directory):  # symlinked directories are not followed
         os.chmod(root, 0o777 & ~umask)
         for name in files:
             path = os.path.join(root, name)
@@ -327,9 +333,6 @@ def make_public_and_durable(directory: Path) -> None:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-        for name in dirs:
-            if os.path.islink(os.path.join(root, name)):
-                dirs.remove(name)
 
 
 # ---------------------------------------------------------------------------- sweeping

@@ -270,3 +270,10 @@ def test_control_characters_in_values_stay_on_one_line(tmp_path, capsys):
     directory = write_artifact(tmp_path / "a")
     rewrite_manifest(directory, lambda d: d["artifact"].update(file="evil\nname\x1b[2J"))
     assert_one_line_error(*inspect(capsys, directory), "artifact.file")
+
+
+def test_a_symlink_loop_is_one_line(tmp_path, capsys):
+    directory = write_artifact(tmp_path / "a")
+    (directory / "model.onnx").unlink()
+    (directory / "model.onnx").symlink_to(directory / "model.onnx")
+    assert_one_line_error(*inspect(capsys, directory), "artifact.file")
