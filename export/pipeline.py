@@ -49,11 +49,10 @@ def export_model(config: ExportConfig, on_step: StepCallback | None = None) -> A
     """
     try:
         return _export_model(config, on_step)
-    except (MemoryError, Exception) as exc:  # targets wrap what their converter raised: look through the chain
+    except Exception as exc:  # MemoryError included; targets wrap what their converter raised: look through the chain
         error = as_resource_error(exc, f"the export of {config.model} to {config.target}")
         if error is None:
             raise
-        del exc  # drop the traceback's frames (and the memory they hold) before reporting
         raise error from None
 
 
