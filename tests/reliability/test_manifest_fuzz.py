@@ -24,9 +24,9 @@ from mobexport.cli import main
 from mobexport.manifest import MANIFEST_NAME, Manifest, sha256_tree
 
 PAYLOAD = b"onnx bytes"
-LONG_FUZZ_SETTINGS = settings(max_examples=2000, deadline=None, phases=[Phase.explicit, Phase.generate],
+LONG_FUZZ_SETTINGS = settings(max_examples=2000, deadline=None, database=None, phases=[Phase.explicit, Phase.generate],
                               suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-FUZZ_SETTINGS = settings(max_examples=100, deadline=None, derandomize=True, phases=[Phase.explicit, Phase.generate],
+FUZZ_SETTINGS = settings(max_examples=100, deadline=None, database=None, derandomize=True, phases=[Phase.explicit, Phase.generate],
                          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
@@ -212,7 +212,7 @@ def test_many_more_mutations(capsys, manifest):
     check_inspect(capsys, manifest)
 
 
-@settings(max_examples=5, deadline=None, derandomize=True)
+@settings(max_examples=5, deadline=None, database=None, derandomize=True)
 @given(manifest=json_mutations())
 def test_mutations_through_the_installed_command_do_not_hang(manifest):
     """The real process, with a timeout: a hang or a crash at exit would show here, not in-process."""
