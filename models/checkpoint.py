@@ -111,7 +111,9 @@ def check_finite(state: dict[str, torch.Tensor], path: str | Path) -> None:
             nan = int(torch.isnan(tensor).sum())
             bad.append(f"{key} ({nan} NaN, {int((~finite).sum()) - nan} Inf)")
     if bad:
-        shown = ", ".join(bad[:SHOW_AT_MOST]) + (f", ... ({len(bad)} tensors in all)" if len(bad) > SHOW_AT_MOST else "")
+        shown = ", ".join(bad[:SHOW_AT_MOST])
+        if len(bad) > SHOW_AT_MOST:
+            shown += f", ... ({len(bad)} tensors in all)"
         raise CheckpointError(f"checkpoint '{path}' has NaN or Inf weights: {shown}",
                               "the training run diverged or the file is damaged; use an earlier checkpoint")
 

@@ -24,10 +24,10 @@ from mobexport.cli import main
 from mobexport.manifest import MANIFEST_NAME, Manifest, sha256_tree
 
 PAYLOAD = b"onnx bytes"
-LONG_FUZZ_SETTINGS = settings(max_examples=2000, deadline=None, database=None, phases=[Phase.explicit, Phase.generate],
-                              suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-FUZZ_SETTINGS = settings(max_examples=100, deadline=None, database=None, derandomize=True, phases=[Phase.explicit, Phase.generate],
-                         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+_COMMON = dict(deadline=None, database=None, phases=[Phase.explicit, Phase.generate],
+               suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+LONG_FUZZ_SETTINGS = settings(max_examples=2000, **_COMMON)
+FUZZ_SETTINGS = settings(max_examples=100, derandomize=True, **_COMMON)
 
 
 def valid_manifest(main_file: Path) -> dict:
