@@ -70,11 +70,15 @@ def read_state_dict(path: str | Path, trust: bool = False) -> dict[str, torch.Te
     return _flatten(raw, path)
 
 
-def is_wellformed_pickle(path: Path) -> bool:
-    """Whether ``path`` holds a complete pickle stream (a torch zip's ``data.pkl``, or a legacy file's first).
+LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # the first pickle of torch.save's pre-zip format
 
-    Parsed with :func:`pickletools.genops`, which reads opcodes without
-    executing any: safe on untrusted files.
+
+def is_wellformed_pickle(path: Path) -> bool:
+    """Whether ``path`` is a torch checkpoint whose pickle is complete: a torch zip's ``data.pkl``, or
+    the legacy format (magic number, protocol, system info, data: four pickles in a row).
+
+    Parsed with :func:`pickletools.genops`, which reads opcodes without executing
+    any: safe on untrusted files. Random bytes fail (a lone STOP byte is not enough).
     """
     try:
         if zipfile.is_zipfile(path):
@@ -83,21 +87,27 @@ def is_wellformed_pickle(path: Path) -> bool:
                 if member is None:
                     return False
                 with archive.open(member) as stream:
-                    return _parses(stream)
+                    return _parses(stream) is not None
         with open(path, "rb") as stream:
-            return _parses(stream)
+            first = _parses(stream)
+            if first is None or LEGACY_MAGIC not in first:
+                return False
+            return all(_parses(stream) is not None for _ in range(3))
     except (OSError, zipfile.BadZipFile, RuntimeError):
         return False
 
 
-def _parses(stream) -> bool:
+def _parses(stream) -> list | None:
+    """The arguments of one complete pickle's opcodes read from ``stream``, or None if it is no pickle."""
     try:
-        last = None
-        for last, _, _ in pickletools.genops(stream):
-            pass
-        return last is not None and last.name == "STOP"
+        args, last = [], None
+        for last, arg, _ in pickletools.genops(stream):
+            args.append(arg)
+            if last.name == "STOP":
+                return args
+        return None
     except Exception:  # genops raises ValueError, EOFError, UnicodeDecodeError... on bytes that are no pickle
-        return False
+        return None
 
 
 def check_finite(state: dict[str, torch.Tensor], path: str | Path) -> None:

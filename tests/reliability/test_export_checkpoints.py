@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import random
 from pathlib import Path
 
 import pytest
@@ -20,13 +20,20 @@ class NotATensor:
 
 
 def test_random_bytes_are_not_a_checkpoint_and_get_no_trust_advice(tmp_path):
-    """Old code advised --trust-checkpoint, which would unpickle an untrusted file."""
+    """Old code advised --trust-checkpoint, which would unpickle an untrusted file.
+
+    Many random files, and one that starts with a pickle STOP byte (a complete,
+    empty pickle stream to a naive check)."""
+    rng = random.Random(19)
     path = tmp_path / "weights.pth"
-    path.write_bytes(os.urandom(8192))
-    with pytest.raises(CheckpointError) as refused:
-        load_checkpoint(create_model(MODEL), path, MODEL)
-    assert "not a PyTorch checkpoint" in refused.value.one_line()
-    assert "--trust-checkpoint" not in refused.value.one_line()
+    model = create_model(MODEL)
+    for i in range(64):
+        path.write_bytes(b"." + rng.randbytes(4095) if i == 0 else rng.randbytes(4096))
+        with pytest.raises(CheckpointError) as refused:
+            load_checkpoint(model, path, MODEL)
+        line = refused.value.one_line()
+        assert "--trust-checkpoint" not in line, (i, line)
+        assert "not a PyTorch checkpoint" in line or "unreadable" in line, (i, line)
 
 
 def test_a_pickle_of_other_objects_gets_the_trust_advice(tmp_path):
