@@ -33,6 +33,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from mobexport.devices.device import CaseFailed, CaseJob, Device, Measurement
 from mobexport.devices.measure import MeasurePolicy
 from mobexport.errors import OutputDirError
+from mobexport.manifest import vcs_revision
 
 from .bench_artifacts import Prepared, prepare
 from .plan import SweepPlan
@@ -75,13 +76,14 @@ def record_of(case: CaseKey, prepared: Prepared, measurement: Measurement, devic
         device_info=device_info,
         conditions={**measurement.conditions, "policy": policy.to_dict(), "artifact_reused": prepared.reused},
         tool_versions=measurement.tool_versions,
+        mobexport_revision=vcs_revision(),
     )
 
 
 def failed_record(case: CaseKey, error: str, device_info: dict, prepared: Prepared | None = None) -> BenchRecord:
     return BenchRecord(case=case, status="failed", error=error, device_info=device_info,
                        macs=prepared.macs if prepared else None, params=prepared.params if prepared else None,
-                       artifact=prepared.artifact_facts() if prepared else {})
+                       artifact=prepared.artifact_facts() if prepared else {}, mobexport_revision=vcs_revision())
 
 
 def _progress(console: Console) -> Progress:

@@ -16,19 +16,21 @@ import torch
 
 from mobexport.config import ExportConfig
 from mobexport.kernels import prepare_for_target
-from mobexport.manifest import Manifest, sha256_tree, size_of
+from mobexport.manifest import PARAMS_DEFINITION, RANDOM_WEIGHTS_NOTE, Manifest, sha256_tree, size_of, vcs_revision
 from mobexport.models import create_model, get_spec
 from mobexport.models.checkpoint import load_checkpoint
 from mobexport.models.spec import ModelSpec
 
 from . import parity
-from .artifact import Artifact, staging_directory
+from .artifact import Artifact, check_destination, staging_directory
 from .macs import count_macs
 from .passes import resolve, rewrite
 from .quantize.session import QuantizationSession, resolve_config
 from .quantize.support import check_supported, precision_of
+from .resources import as_resource_error
 from .target import Target, get_target
 from .trace import TracedProgram, trace
+from .variant import check_replaceable, variant_of
 
 StepCallback = Callable[[str], None]
 
@@ -39,7 +41,22 @@ EXPORT_STEPS = ("build model", "trace", "rewrite", "count MACs", "quantize", "lo
 
 
 def export_model(config: ExportConfig, on_step: StepCallback | None = None) -> Artifact:
-    """Export one model to one target; returns the artifact, complete on disk."""
+    """Export one model to one target; returns the artifact, complete on disk.
+
+    Running out of memory, disk space or the file-size limit anywhere in the
+    export is one :class:`ResourceExhaustedError` line; the staging directory is
+    gone by then, so nothing half-written is left.
+    """
+    try:
+        return _export_model(config, on_step)
+    except Exception as exc:  # MemoryError included; targets wrap what their converter raised: look through the chain
+        error = as_resource_error(exc, f"the export of {config.model} to {config.target}")
+        if error is None:
+            raise
+        raise error from None
+
+
+def _export_model(config: ExportConfig, on_step: StepCallback | None) -> Artifact:
     step = on_step or (lambda name: None)
     spec = get_spec(config.model)
     target = get_target(config.target)
@@ -47,7 +64,12 @@ def export_model(config: ExportConfig, on_step: StepCallback | None = None) -> A
     check_compiler_options(config)
     config = resolve_config(config)
     target.check_config(config)
-    resolution = spec.check_resolution(config.resolution or spec.default_resolution)
+    resolution = spec.check_resolution(spec.default_resolution if config.resolution is None else config.resolution)
+    dynamic = target.default_dynamic if config.dynamic is None else config.dynamic
+    variant = variant_of(config, resolution, dynamic, config.num_classes or spec.num_classes)
+    # Refusals that need no model: before any slow work.
+    check_destination(config.artifact_dir())
+    check_replaceable(config, variant)
     # Loads the calibration images now: a bad --calib fails before any slow work.
     quant = QuantizationSession.start(config, spec, resolution)
     timings: dict[str, float] = {}
@@ -57,7 +79,9 @@ def export_model(config: ExportConfig, on_step: StepCallback | None = None) -> A
     started = time.perf_counter()
     model = create_model(config.model, num_classes=config.num_classes, resolution=resolution)
     checkpoint = {"sha256": "random-init"}
-    if config.checkpoint is not None:
+    if config.checkpoint is None:
+        notes.append(RANDOM_WEIGHTS_NOTE)
+    else:
         report = load_checkpoint(model, config.checkpoint, config.model, trust=config.trust_checkpoint)
         checkpoint = {"path": str(config.checkpoint), "sha256": report.sha256}
         notes.extend(report.notes)
@@ -66,7 +90,6 @@ def export_model(config: ExportConfig, on_step: StepCallback | None = None) -> A
 
     step("trace")
     started = time.perf_counter()
-    dynamic = target.default_dynamic if config.dynamic is None else config.dynamic
     traced = trace(model, spec, resolution, dynamic=dynamic)
     if traced.fallback_reason:
         notes.append(f"exported static: dynamic height/width failed ({traced.fallback_reason})")
@@ -142,15 +165,45 @@ def export_model(config: ExportConfig, on_step: StepCallback | None = None) -> A
             quantization=quant.manifest(),
             parity=[r.to_dict() for r in reports],
             tolerance=tolerance.to_dict(),
-            macs=macs.to_dict(),
+            macs=without_params(macs.to_dict()),
             params=sum(p.numel() for p in model.parameters()),  # the model's, before folding
+            params_definition=PARAMS_DEFINITION,
+            random_weights=config.checkpoint is None,
+            variant=variant,
+            mobexport_revision=vcs_revision(),
             timings_s={k: round(v, 3) for k, v in timings.items()},
-            target_details=lowered.details,
+            target_details=readable_input_dims(lowered.details, traced),
             notes=notes + quant.notes,
             command=list(config.command),
         )
         manifest.write(staging)
-    return Artifact(config.artifact_dir(), manifest)
+    return Artifact.open(config.artifact_dir())
+
+
+def without_params(macs: dict) -> dict:
+    """The MAC count without its own (post-folding) parameter count: the manifest keeps one, ``params``."""
+    return {k: v for k, v in macs.items() if k != "params"}
+
+
+def readable_input_dims(details: dict, traced: TracedProgram) -> dict:
+    """``details`` with the inputs' symbolic height/width (e.g. ``32*s38``) as what they accept.
+
+    A static program's spatial dims become the export resolution; a dynamic
+    one's say their range (``96..1024 step 32``) instead of the exporter's symbol.
+    """
+    inputs = details.get("inputs")
+    if not isinstance(inputs, list):
+        return details
+    accepted = (f"{traced.min_resolution}..{traced.max_resolution} step {traced.stride}" if traced.dynamic
+                else traced.resolution)
+    readable = []
+    for entry in inputs:
+        shape = entry.get("shape") if isinstance(entry, dict) else None
+        if isinstance(shape, list) and len(shape) == 4:
+            shape = shape[:2] + [accepted if isinstance(d, str) else d for d in shape[2:]]
+            entry = {**entry, "shape": shape}
+        readable.append(entry)
+    return {**details, "inputs": readable}
 
 
 def check_compiler_options(config: ExportConfig) -> None:

@@ -24,7 +24,7 @@ from typing import Callable, Sequence
 
 from rich.markup import escape
 
-from mobexport import __version__, logs
+from mobexport import __version__, logs, signals
 from mobexport.config import DEFAULT_OUT_DIR, ExportConfig
 from mobexport.consoles import stderr_console, stdout_console
 from mobexport.errors import EXIT_INTERRUPTED, EXIT_STATUSES, EXIT_USAGE, MobexportError
@@ -97,6 +97,8 @@ def export_parser() -> argparse.ArgumentParser:
     shape.add_argument("--dynamic", dest="dynamic", action="store_true", default=None,
                        help="dynamic height/width over the model's resolution range")
     shape.add_argument("--static", dest="dynamic", action="store_false", help="fixed input size")
+    p.add_argument("--force", action="store_true",
+                   help="replace another variant (resolution, quantization, passes...) already at OUT/MODEL/TARGET")
     p.add_argument("--tolerance", type=finite_nonneg_float, help="override the max-abs-error parity bound (>= 0)")
     p.add_argument("--parity-samples", type=positive_int, default=8, help="inputs in the parity batch (default: 8)")
     p.add_argument("--json", action="store_true",
@@ -146,6 +148,7 @@ def _cmd_export(argv: Sequence[str]) -> int:
         resolution=args.resolution,
         checkpoint=args.checkpoint,
         trust_checkpoint=args.trust_checkpoint,
+        force=args.force,
         num_classes=args.num_classes,
         out_dir=args.out,
         dynamic=args.dynamic,
@@ -315,6 +318,7 @@ def _dispatch(argv: list[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    signals.install()
     argv = list(sys.argv[1:] if argv is None else argv)
     logs.setup(logs.verbosity_from_argv(argv))
     try:
@@ -325,9 +329,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         stderr_console().print(f"[bold red]error:[/] {escape(printable_line(exc.one_line()))}", highlight=False,
                                soft_wrap=True)
         return exc.exit_code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP through signals.install (exit 128 + signal)
         stderr_console().print("[bold red]interrupted[/]: nothing half-written was left behind")
-        return EXIT_INTERRUPTED
+        return getattr(exc, "exit_code", EXIT_INTERRUPTED)
     except SystemExit as exc:  # argparse's --help and one-line usage errors: main returns, never exits
         if exc.code is None:
             return 0

@@ -33,6 +33,8 @@ class ExportConfig:
     parity_samples: int = 8
     target_options: dict = field(default_factory=dict)
     command: list[str] = field(default_factory=list)
+    # Replace an artifact of a different variant (resolution, quantization, ...) at artifact_dir().
+    force: bool = False
 
     def __post_init__(self) -> None:
         self.validate()
@@ -60,4 +62,5 @@ class ExportConfig:
                                      "give a directory of calibration images")
 
     def artifact_dir(self) -> Path:
+        """``OUT/MODEL/TARGET``: one artifact per model and target; another variant there needs ``force``."""
         return Path(self.out_dir) / self.model / self.target

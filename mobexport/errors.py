@@ -111,3 +111,7 @@ class BenchmarkError(MobexportError):
 
 class InvalidOptionError(MobexportError):
     """An option's value is out of range or names a path that is not there (checked before any work)."""
+
+
+class ResourceExhaustedError(ExportError):
+    """Memory, disk space or a file-size limit ran out while mobexport worked."""

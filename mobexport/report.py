@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 from pathlib import Path
 from typing import Callable, Iterator
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from mobexport.manifest import Manifest
+from mobexport.manifest import RANDOM_WEIGHTS_NOTE, Manifest
 
 
 def human_count(n: float, unit: str = "") -> str:
@@ -56,18 +59,25 @@ def step_progress(console: Console, title: str, total: int) -> Iterator[Callable
 
 def print_export_summary(console: Console, artifact) -> None:
     m: Manifest = artifact.manifest
-    table = Table(title=f"{m.model['name']} -> {m.target}", show_header=False, title_justify="left")
+    if m.random_weights:
+        console.print(f"[bold yellow]{RANDOM_WEIGHTS_NOTE}[/] (no --checkpoint given)")
+    table = Table(title=f"{m.model.get('name', '?')} -> {m.target}", show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column()
     res = m.resolution
-    accepted = f"{res['min']}..{res['max']} step {res['stride']}" if res["dynamic"] else "static"
-    table.add_row("artifact", str(artifact.path))
-    table.add_row("size", human_bytes(m.artifact["size_bytes"]))
+    if res.get("dynamic"):
+        accepted = f"{res.get('min', '?')}..{res.get('max', '?')} step {res.get('stride', '?')}"
+    else:
+        accepted = "static"
+    table.add_row("artifact", str(artifact.display_path))
+    if "size_bytes" in m.artifact:
+        table.add_row("size", human_bytes(m.artifact["size_bytes"]))
     table.add_row("resolution", f"{res['export']} ({accepted})")
-    table.add_row("params", f"{m.params:,} (reference {human_count(m.model['reference_params'])})")
+    if m.params:
+        table.add_row("params", f"{human_count(m.params)} ({m.params:,}: {m.params_definition})")
     macs = m.macs
-    table.add_row("MACs", f"{human_count(macs['total_macs'])} @{macs['resolution']} "
-                  f"(reference {human_count(m.model['reference_macs'])} @{m.model['default_resolution']})")
+    if "total_macs" in macs:
+        table.add_row("MACs", f"{human_count(macs['total_macs'])} @{macs.get('resolution', res['export'])}")
     for p in m.parity:
         verdict = "[green]ok[/]" if p["passed"] else "[red]FAILED[/]"
         table.add_row(
@@ -75,14 +85,21 @@ def print_export_summary(console: Console, artifact) -> None:
             f"{verdict} max|err| {p['max_abs_error']:.2e}, cos {p['cosine']:.6f}, "
             f"top-1 {p['top1_agreement']:.0%} ({p['samples']} inputs, {p['tolerance']['name']} tolerance)",
         )
-    from mobexport.export.quantize.report import summary_rows
+    if m.quantization.get("mode", "none") != "none":
+        from mobexport.export.quantize.report import summary_rows
 
-    for label, text in summary_rows(m.quantization):
-        table.add_row(label, text)
+        try:
+            rows = list(summary_rows(m.quantization))
+        except (KeyError, TypeError, ValueError, AttributeError):  # an older or partial quantization record
+            rows = [("quantization", format_detail("quantization", m.quantization))]
+        for label, text in rows:
+            table.add_row(label, text)
     t = m.timings_s
-    table.add_row("time", ", ".join(f"{k} {v:.1f}s" for k, v in t.items()))
+    if t:
+        table.add_row("time", ", ".join(f"{k} {v:.1f}s" for k, v in t.items()))
     for note in m.notes:
-        table.add_row("note", note)
+        if note != RANDOM_WEIGHTS_NOTE:  # already the first line
+            table.add_row("note", escape(note))
     console.print(table)
 
 
@@ -208,56 +225,90 @@ def delegation_summary(d: dict) -> str:
     return line
 
 
-def format_detail(key: str, value, limit: int = 12) -> str:
-    """A target detail as text: bytes, MACs and fractions in units, long collections shortened."""
+def format_detail(key: str, value, limit: int = 12, depth: int = 0) -> str:
+    """A target detail as text: bytes, MACs and fractions in units, long collections shortened.
+
+    Total over JSON values: a manifest is untrusted, so any value of any shape prints.
+    """
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
     if isinstance(value, bool) or value is None:
         return str(value)
-    if key.endswith("_bytes") and isinstance(value, (int, float)):
+    if depth > 3 and isinstance(value, (dict, list)):
+        return "…"
+    if key.endswith("_bytes") and number:
         return human_bytes(value)
-    if key.endswith("_bytes") and isinstance(value, list):
+    if key.endswith("_bytes") and isinstance(value, list) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
         return ", ".join(human_bytes(v) for v in value[:limit]) or "none"
-    if key.startswith("macs_") and isinstance(value, (int, float)):
+    if key.startswith("macs_") and number:
         return human_count(value)
     if key.endswith("coverage") and isinstance(value, float):
         return f"{value:.1%}"
     if isinstance(value, dict):
         items = list(value.items())
-        text = ", ".join(f"{k}: {format_detail(str(k), v, limit)}" for k, v in items[:limit])
+        text = ", ".join(f"{k}: {format_detail(str(k), v, limit, depth + 1)}" for k, v in items[:limit])
         return text + (f", ... ({len(items)} in all)" if len(items) > limit else "")
     if isinstance(value, list):
         if value and all(isinstance(v, dict) and "name" in v for v in value):
-            return "; ".join(f"{v['name']} {v.get('shape', '')}".strip() for v in value)
-        text = ", ".join(str(v) for v in value[:limit])
+            return "; ".join(f"{v['name']} {_shape_text(v.get('shape'))}".strip() for v in value[:limit])
+        text = ", ".join(format_detail(key, v, limit, depth + 1) for v in value[:limit])
         return text + (f", ... ({len(value)} in all)" if len(value) > limit else "")
     return str(value)
 
 
-def print_manifest(console: Console, path: Path, raw: bool = False) -> int:
-    from mobexport.export.artifact import Artifact
+def _shape_text(shape) -> str:
+    if isinstance(shape, list):
+        return "[" + ", ".join(format_detail("dim", d, depth=4) for d in shape) + "]"
+    return "" if shape is None else format_detail("shape", shape, depth=4)
 
-    artifact = Artifact.open(path)
-    if raw:
-        console.print_json(artifact.manifest.to_json())
-        return 0
-    print_export_summary(console, artifact)
+
+def print_manifest(console: Console, path: Path, raw: bool = False) -> int:
+    """``mobexport inspect``: the manifest, readable or as JSON, and the artifact's re-verified sha256.
+
+    Both forms check the hash, under the artifact's read lock (a re-export
+    finishing meanwhile cannot swap the file under the check); a mismatch is an
+    error after the manifest is shown.
+    """
+    from mobexport.export.artifact import Artifact
+    from mobexport.manifest import ManifestError
+
+    with Artifact.reading(path) as artifact:
+        verified = artifact.verify_hash()
     m = artifact.manifest
+    if raw:
+        data = json.loads(m.to_json())
+        data["verification"] = {"sha256_verified": verified, "path": str(artifact.display_path)}
+        console.print_json(json.dumps(data))
+    else:
+        print_export_summary(console, artifact)
+        console.print(manifest_details(m))
+        if verified:
+            console.print(f"[green]sha256 verified[/] {m.artifact['sha256'][:16]}…")
+    if verified:
+        return 0
+    if not os.path.lexists(artifact.path):
+        raise ManifestError(f"artifact '{artifact.display_path}' is missing", "re-export it")
+    raise ManifestError(f"artifact '{artifact.display_path}' does not match its manifest's sha256",
+                        "the file changed since export; re-export it")
+
+
+def manifest_details(m: Manifest) -> Table:
+    """The manifest's remaining facts, each as readable text (never a raw dict)."""
     details = Table(title="target details", show_header=False, title_justify="left")
     details.add_column(style="bold")
     details.add_column()
     if "delegate_subgraphs" in m.target_details:
-        details.add_row("delegation", delegation_summary(m.target_details))
+        try:
+            details.add_row("delegation", delegation_summary(m.target_details))
+        except (KeyError, TypeError, ValueError, AttributeError, ZeroDivisionError):
+            pass  # an incomplete delegation record: its keys are listed below anyway
     for key, value in m.target_details.items():
-        details.add_row(key, format_detail(key, value))
-    details.add_row("checkpoint", m.checkpoint.get("sha256", "?"))
-    details.add_row("quantization", str(m.quantization))
-    details.add_row("passes", ", ".join(f"{p['id']} ({p.get('rewrites', 0)})" for p in m.passes) or "none")
-    details.add_row("tools", ", ".join(f"{k} {v}" for k, v in m.tool_versions.items() if k != "platform"))
-    details.add_row("created", f"{m.created} by mobexport {m.mobexport_version} (schema {m.schema_version})")
-    console.print(details)
-    if artifact.path.exists() and artifact.verify_hash():
-        console.print(f"[green]sha256 verified[/] {m.artifact['sha256'][:16]}…")
-        return 0
-    from mobexport.manifest import ManifestError
-
-    raise ManifestError(f"artifact '{artifact.path}' does not match its manifest's sha256",
-                        "the file changed since export; re-export it")
+        details.add_row(escape(str(key)), escape(format_detail(str(key), value)))
+    checkpoint = m.checkpoint.get("path") or ("none: random weights" if m.random_weights else "none")
+    details.add_row("checkpoint", escape(f"{checkpoint} (sha256 {m.checkpoint.get('sha256', '?')})"))
+    details.add_row("quantization", escape(format_detail("quantization", m.quantization)))
+    details.add_row("passes", escape(", ".join(f"{p['id']} ({p.get('rewrites', 0)})" for p in m.passes) or "none"))
+    details.add_row("tools", escape(", ".join(f"{k} {v}" for k, v in m.tool_versions.items() if k != "platform")))
+    details.add_row("created", escape(f"{m.created} by mobexport {m.mobexport_version} "
+                                      f"(revision {m.mobexport_revision}, schema {m.schema_version})"))
+    return details

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import logging
 import pickle
+import pickletools
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,8 +53,11 @@ def read_state_dict(path: str | Path, trust: bool = False) -> dict[str, torch.Te
         else:
             raw = torch.load(path, map_location="cpu", weights_only=not trust)
     except pickle.UnpicklingError as exc:
-        if trust:
-            raise CheckpointError(f"checkpoint '{path}' is not a readable PyTorch file: {exc}", "re-save it") from exc
+        # weights_only refuses both a pickle of other objects and bytes that are no pickle at all;
+        # only the first may be loaded with --trust-checkpoint, so only the first gets that advice.
+        if trust or not is_wellformed_pickle(path):
+            raise CheckpointError(f"checkpoint '{path}' is not a PyTorch checkpoint (no readable pickle in it)",
+                                  "is the file complete and a .pth/.pt/.safetensors?") from exc
         raise CheckpointError(
             f"checkpoint '{path}' holds Python objects besides tensors",
             "pass --trust-checkpoint if you trust its source, or re-save it with torch.save(model.state_dict())",
@@ -63,6 +68,64 @@ def read_state_dict(path: str | Path, trust: bool = False) -> dict[str, torch.Te
             f"checkpoint '{path}' is unreadable ({first})", "is the file complete and a .pth/.pt/.safetensors?"
         ) from exc
     return _flatten(raw, path)
+
+
+LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # the first pickle of torch.save's pre-zip format
+
+
+def is_wellformed_pickle(path: Path) -> bool:
+    """Whether ``path`` is a torch checkpoint whose pickle is complete: a torch zip's ``data.pkl``, or
+    the legacy format (magic number, protocol, system info, data: four pickles in a row).
+
+    Parsed with :func:`pickletools.genops`, which reads opcodes without executing
+    any: safe on untrusted files. Random bytes fail (a lone STOP byte is not enough).
+    """
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                member = next((n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl"), None)
+                if member is None:
+                    return False
+                with archive.open(member) as stream:
+                    return _parses(stream) is not None
+        with open(path, "rb") as stream:
+            first = _parses(stream)
+            if first is None or LEGACY_MAGIC not in first:
+                return False
+            return all(_parses(stream) is not None for _ in range(3))
+    except (OSError, zipfile.BadZipFile, RuntimeError):
+        return False
+
+
+def _parses(stream) -> list | None:
+    """The arguments of one complete pickle's opcodes read from ``stream``, or None if it is no pickle."""
+    try:
+        args, last = [], None
+        for last, arg, _ in pickletools.genops(stream):
+            args.append(arg)
+            if last.name == "STOP":
+                return args
+        return None
+    except Exception:  # genops raises ValueError, EOFError, UnicodeDecodeError... on bytes that are no pickle
+        return None
+
+
+def check_finite(state: dict[str, torch.Tensor], path: str | Path) -> None:
+    """Refuse a checkpoint with NaN or Inf weights, naming the tensors (they would only show up as a parity failure)."""
+    bad = []
+    for key, tensor in state.items():
+        if not (tensor.is_floating_point() or tensor.is_complex()) or tensor.is_meta:
+            continue
+        finite = torch.isfinite(tensor)
+        if not bool(finite.all()):
+            nan = int(torch.isnan(tensor).sum())
+            bad.append(f"{key} ({nan} NaN, {int((~finite).sum()) - nan} Inf)")
+    if bad:
+        shown = ", ".join(bad[:SHOW_AT_MOST])
+        if len(bad) > SHOW_AT_MOST:
+            shown += f", ... ({len(bad)} tensors in all)"
+        raise CheckpointError(f"checkpoint '{path}' has NaN or Inf weights: {shown}",
+                              "the training run diverged or the file is damaged; use an earlier checkpoint")
 
 
 def _flatten(raw: object, path: Path) -> dict[str, torch.Tensor]:
@@ -103,6 +166,7 @@ def load_checkpoint(
 ) -> LoadReport:
     """Load ``path`` into ``model`` strictly, except for the adaptations above."""
     state = read_state_dict(path, trust=trust)
+    check_finite(state, path)
     report = LoadReport(path=str(path), sha256=sha256_file(path))
     adapt = getattr(model, "adapt_state_dict", None)
     if callable(adapt):

@@ -80,7 +80,7 @@ def test_inspect_catches_a_changed_artifact(artifacts, capsys, tmp_path, target)
 
 def test_inspect_of_a_missing_artifact_is_one_line(capsys, tmp_path):
     status, _, err = inspect(capsys, tmp_path / "nothing")
-    assert status == 2 and "no manifest at" in err and "Traceback" not in err
+    assert status == 2 and f"'{tmp_path / 'nothing'}' does not exist" in err and "Traceback" not in err
 
 
 def test_detail_formatting():
