@@ -138,5 +138,6 @@ def _where_it_runs(kind: str) -> str:
         "tensorrt": "TensorRT engines run on --device cuda",
         "executorch": "ExecuTorch programs run on --device local or adb",
         "onnx": "ONNX models run on --device local, cuda or adb",
+        "litert": "LiteRT models run on --device local or adb",
         EAGER: "eager PyTorch runs on --device local",
     }.get(kind, "see 'mobexport devices'")

@@ -22,7 +22,8 @@ from mobexport.errors import MobexportError
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
-TRACKED_TOOLS = ("torch", "numpy", "onnx", "onnxruntime", "onnxscript", "executorch", "coremltools", "tensorrt")
+TRACKED_TOOLS = ("torch", "numpy", "onnx", "onnxruntime", "onnxscript", "executorch", "coremltools", "tensorrt",
+                 "litert-torch", "ai-edge-litert")
 
 
 class ManifestError(MobexportError):
