@@ -96,3 +96,88 @@ def test_runner_takes_only_the_exported_size(small_artifact):
         assert out.shape == (1, 1000) and np.isfinite(out).all()
         with pytest.raises(ResolutionError, match="96x96 only"):
             runner.infer(np.zeros((1, 3, 128, 128), np.float32))
+
+
+# ------------------------------------------------------------------ quantization
+
+RES = 96
+
+
+@pytest.fixture(scope="module")
+def reduced_fixture(tmp_path_factory):
+    from mobexport.benchmarks import fixture_training as ft
+
+    recipe = ft.TrainRecipe(epochs=2, train_samples=320, heldout_samples=100, batch_size=32, batches_per_epoch=10,
+                            lr=4e-3, warmup_fraction=0.2)
+    return ft.obtain_fixture("mobilenet_v3_small_100", RES, seed=0, recipe=recipe,
+                             out_dir=tmp_path_factory.mktemp("fixtures"), threads=2)
+
+
+@pytest.fixture(scope="module")
+def calib_dir(tmp_path_factory):
+    from mobexport.benchmarks.synthetic_shapes import write_png_tree
+
+    directory = tmp_path_factory.mktemp("calib") / "images"
+    write_png_tree(directory, 40, 110, seed=0, split="calib")
+    return directory
+
+
+@needs_litert
+def test_fp16_halves_the_weights_and_keeps_parity(tmp_path):
+    config = ExportConfig(model=SMALL, target="litert", resolution=RES, parity_samples=2, out_dir=tmp_path,
+                          quantize="fp16")
+    m = export_model(config).manifest
+    q = m.quantization
+    assert q["mode"] == "fp16" and q["scheme"]["weights"].startswith("fp16")
+    assert 1.6 < q["weights"]["ratio"] < 2.1  # conv/linear weights halved; biases and the rest stay fp32
+    assert m.tolerance["name"] == "fp16" and all(p["passed"] for p in m.parity)
+    assert m.target_details["delegated_ops"] > 0
+
+
+@needs_litert
+def test_int8_from_the_cli_keeps_a_trained_models_answers(capsys, tmp_path, reduced_fixture, calib_dir):
+    import json
+
+    from mobexport.cli import main
+    from mobexport.export.quantize.calibration import calibration_for
+
+    calibration_for.cache_clear()
+    out = tmp_path / "out"
+    status = main(["--model", "mobilenet_v3_small_100", "--target", "litert", "--resolution", str(RES),
+                   "--checkpoint", str(reduced_fixture.path), "--num-classes", "10", "--quantize", "int8",
+                   "--calib", str(calib_dir), "--calib-samples", "24", "--parity-samples", "2", "--out", str(out)])
+    printed = capsys.readouterr()
+    assert status == 0, printed.err
+    manifest = json.loads(next(out.rglob("manifest.json")).read_text())
+    q = manifest["quantization"]
+    assert q["mode"] == "int8" and q["scheme"]["weights"] == "int8 per-channel symmetric"
+    assert q["calibration"]["source"] == "images" and q["scheme"]["calibration_images"] == 24
+    assert q["weights"]["ratio"] > 2.5
+    accuracy = q["accuracy"]
+    assert accuracy["samples"] == 100 and accuracy["top1_agreement"] >= 0.85
+    assert manifest["tolerance"]["name"] == "int8" and all(p["passed"] for p in manifest["parity"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model, mode", [("mobile_former_26m", "int8"), ("mobilenet_v3_small_100", "int8"),
+                                         ("mobile_former_26m", "fp16")])
+def test_acceptance_on_the_trained_fixture(tmp_path_factory, model, mode):
+    if not HAS_LITERT:
+        pytest.skip('the litert extra is not installed (pip install "mobexport[litert]")')
+    from mobexport.benchmarks import fixture_training as ft
+    from mobexport.benchmarks.synthetic_shapes import write_png_tree
+    from mobexport.export.quantize.calibration import calibration_for
+
+    calib = tmp_path_factory.mktemp("calib") / "images"
+    write_png_tree(calib, 256, 110, seed=0, split="calib")
+    checkpoint = ft.ensure_fixture(model, RES, reporter=ft.RichReporter())
+    calibration_for.cache_clear()
+    config = ExportConfig(model=model, target="litert", resolution=RES, checkpoint=checkpoint, num_classes=10,
+                          out_dir=tmp_path_factory.mktemp("out"), quantize=mode, calib_dir=calib, calib_samples=128)
+    accuracy = export_model(config).manifest.quantization["accuracy"]
+    drop = abs(accuracy["float_top1"] - accuracy["quantized_top1"]) * 100
+    assert accuracy["samples"] == 1000
+    if mode == "fp16":
+        assert drop <= 0.2, accuracy
+    else:
+        assert drop <= 1.0 and accuracy["top1_agreement"] >= 0.98, accuracy
