@@ -8,6 +8,12 @@
   ``-e cpu -m times -r N -I [-x T] MODEL RESULT_FILE``; prints
   ``Session creation time cost: X s`` and ``First inference time cost: N ms``
   and writes one ``model,seconds,peak_bytes,cpu%,run`` line per run to RESULT_FILE.
+* LiteRT's ``benchmark_model`` (``tflite/tools/benchmark``):
+  ``--graph=M --num_threads=T --warmup_runs=W --num_runs=N --use_xnnpack=true``;
+  logs one ``count=N first=US curr=US min=US max=US avg=US std=US`` line per
+  phase (warm-up, then the timed runs) and ``Inference timings in us: Init: X,
+  First inference: Y, ...``. It prints no per-run times: a case gets the timed
+  phase's mean as one sample, its min/max/std in a note.
 
 A binary must match the phone's ABI: its ELF header is checked before it is
 pushed. A script (``#!``) is accepted as is; that is how the test suite's
@@ -161,4 +167,37 @@ class OrtPerfTest(AndroidRunner):
                             reported_peak_bytes=int(peak.group(1)) if peak else None)
 
 
-RUNNERS: dict[str, AndroidRunner] = {r.kind: r for r in (ExecutorRunner(), OrtPerfTest())}
+class BenchmarkModel(AndroidRunner):
+    kind = "litert"
+    binary = "benchmark_model"
+    flag = "--benchmark-model"
+    env = "MOBEXPORT_BENCHMARK_MODEL"
+    description = "LiteRT benchmark_model"
+
+    def argv(self, model: str, executions: int, threads: int, result_file: str) -> list[str]:
+        # One untimed warm-up run: the harness runs its own warm-up executions and counts them in ``executions``.
+        argv = [f"./{self.binary}", f"--graph={model}", "--warmup_runs=1", f"--num_runs={executions}",
+                "--min_secs=0", "--warmup_min_secs=0", "--use_xnnpack=true"]
+        if threads > 0:
+            argv.append(f"--num_threads={threads}")
+        return argv
+
+    def parse(self, log: str, result_text: str, executions: int) -> RunnerOutput:
+        phases = list(re.finditer(rf"count=(\d+) first={_FLOAT} curr={_FLOAT} min={_FLOAT} max={_FLOAT} "
+                                  rf"avg={_FLOAT} std={_FLOAT}", log))
+        if not phases:
+            raise ValueError("benchmark_model printed no 'count=... avg=...' line")
+        timed = phases[-1]  # warm-up first, the timed runs last
+        count, avg_us = int(timed.group(1)), float(timed.group(6))
+        timings = re.search(rf"Init: {_FLOAT}, First inference: {_FLOAT}", log)
+        peak = re.search(rf"peak memory footprint \(MB\)[^:]*: {_FLOAT}", log)
+        return RunnerOutput([avg_us / 1e6], False,
+                            load_s=float(timings.group(1)) / 1e6 if timings else None,
+                            first_s=float(timings.group(2)) / 1e6 if timings else None,
+                            reported_peak_bytes=int(float(peak.group(1)) * 2**20) if peak else None,
+                            notes=[f"benchmark_model logs no per-run times: one sample is the mean of {count} runs "
+                                   f"(min {float(timed.group(4)) / 1000:.3f} ms, max {float(timed.group(5)) / 1000:.3f} "
+                                   f"ms, std {float(timed.group(7)) / 1000:.3f} ms)"])
+
+
+RUNNERS: dict[str, AndroidRunner] = {r.kind: r for r in (ExecutorRunner(), OrtPerfTest(), BenchmarkModel())}

@@ -32,6 +32,7 @@ RUNTIME_MODULES = {
     "pytorch": "torch",
     "coreml": "coremltools",
     "tensorrt": "tensorrt",
+    "litert": "ai_edge_litert.interpreter",
 }
 EXIT_CASE_ERROR = 3
 

@@ -138,6 +138,7 @@ WHERE_IT_RUNS = {
     "tensorrt": "TensorRT engines run on --device cuda",
     "executorch": "ExecuTorch programs run on --device local or adb",
     "onnx": "ONNX models run on --device local, cuda or adb",
+    "litert": "LiteRT models run on --device local or adb",
     EAGER: "eager PyTorch runs on --device local",
 }
 

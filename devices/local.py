@@ -216,7 +216,7 @@ def host_fingerprint() -> dict:
 class LocalDevice(SubprocessDevice):
     """This host's CPU."""
 
-    kinds = ("onnx", "executorch", EAGER)
+    kinds = ("onnx", "executorch", "litert", EAGER)
 
     @property
     def name(self) -> str:

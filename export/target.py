@@ -94,6 +94,7 @@ _TARGET_MODULES = {
     "executorch": ("executorch_target", "ExecuTorchTarget"),
     "coreml": ("coreml_target", "CoreMLTarget"),
     "tensorrt": ("tensorrt_target", "TensorRTTarget"),
+    "litert": ("litert_target", "LiteRTTarget"),
 }
 
 

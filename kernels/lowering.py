@@ -9,7 +9,7 @@ A rewritten program may hold ``mobexport::*`` ops. How each target gets them:
   ``ExportedProgram.run_decompositions`` before ``to_edge_transform_and_lower``;
   for the XNNPACK backend also :mod:`.xnnpack_decompositions` (ops the
   delegate lacks), the ``portable`` backend gets the plainest form;
-* Core ML: a decomposition likewise (MIL has the plain ops; coremltools'
+* Core ML and LiteRT: a decomposition likewise (MIL and TFLite have the plain ops; coremltools'
   ``register_torch_op`` would add nothing measurable here).
 
 :func:`prepare_for_target` is that last step for the pipeline: a program
@@ -57,7 +57,7 @@ def decompositions(target: str, backend: str | None = None) -> dict:
         if backend == "xnnpack":
             table.update(xnnpack_decompositions.DECOMPOSITIONS)
         return table
-    if target == "coreml":
+    if target in ("coreml", "litert"):
         return {fused.op: fused.coreml for fused in FUSED_OPS}
     return {}
 

@@ -30,7 +30,8 @@ from mobexport.errors import MobexportError
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
-TRACKED_TOOLS = ("torch", "numpy", "onnx", "onnxruntime", "onnxscript", "executorch", "coremltools", "tensorrt")
+TRACKED_TOOLS = ("torch", "numpy", "onnx", "onnxruntime", "onnxscript", "executorch", "coremltools", "tensorrt",
+                 "litert-torch", "ai-edge-litert")
 
 
 MAX_MANIFEST_BYTES = 16 << 20  # a real manifest is a few hundred KiB at most

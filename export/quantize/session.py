@@ -35,7 +35,8 @@ from . import report, sizes, support
 from .calibration import CalibrationSet, calibration_for
 
 log = logging.getLogger(__name__)
-NEEDS_CALIBRATION = {("onnx", "int8"), ("executorch", "int8"), ("tensorrt", "int8"), ("coreml", "int8")}
+NEEDS_CALIBRATION = {("onnx", "int8"), ("executorch", "int8"), ("tensorrt", "int8"), ("coreml", "int8"),
+                     ("litert", "int8")}
 
 
 def resolve_config(config: ExportConfig) -> ExportConfig:
@@ -126,6 +127,8 @@ class QuantizationSession:
             return self._quantize_onnx(lowered)
         if self.target == "coreml":
             return self._quantize_coreml(lowered, float_program)
+        if self.target == "litert":
+            return self._quantize_litert(lowered)
         if self.target == "tensorrt":
             facts = lowered.details.pop("quantization", {})
             self.facts.update(facts)
@@ -155,6 +158,20 @@ class QuantizationSession:
         from ..onnx_target import describe_onnx
 
         return dataclasses.replace(lowered, details=describe_onnx(float_path))
+
+    def _quantize_litert(self, lowered: Lowered) -> Lowered:
+        from ..litert_target import delegate_coverage
+        from .litert_quantize import quantize_litert
+
+        float_path = Path(lowered.path)
+        staged = float_path.with_name(f".{float_path.stem}.{self.mode}.tflite")
+        fp32_bytes = float_path.stat().st_size
+        self.facts["scheme"] = quantize_litert(float_path, staged, self.mode, self._calibration_or_synthetic()
+                                               if self.mode == "int8" else None)
+        staged.replace(float_path)
+        self.facts["weights"] = sizes.comparison(fp32_bytes, float_path.stat().st_size,
+                                                 "the fp32 vs the quantized .tflite file")
+        return dataclasses.replace(lowered, details={**lowered.details, **delegate_coverage(float_path)})
 
     def _quantize_coreml(self, lowered: Lowered, float_program: TracedProgram) -> Lowered:
         fp32_bytes = sizes.program_weight_bytes(float_program.program)

@@ -28,6 +28,12 @@ SUPPORT: dict[str, dict[str, str]] = {
         "int8": "W8A8: PT2E with coremltools' CoreMLQuantizer, calibrated in PyTorch (iOS17+/macOS14+)",
         "int8-weights": "int8 per-channel weights (coremltools.optimize linear_quantize_weights), fp16 compute",
     },
+    "litert": {
+        "fp16": "fp16 weights of conv and linear layers, dequantized in the graph; fp32 compute "
+                "(ai-edge-quantizer float casting)",
+        "int8": "static int8: per-channel symmetric weights, calibrated per-tensor activations "
+                "(ai-edge-quantizer static_wi8_ai8)",
+    },
     "tensorrt": {
         "fp16": "fp16 engine (builder flag FP16)",
         "int8": "int8 engine from a symmetric QDQ ONNX (explicit quantization), fp16 for float-kept layers",

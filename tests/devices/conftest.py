@@ -13,6 +13,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 FAKE_ADB = FIXTURES / "fake_adb"
 FAKE_ORT_PERF_TEST = FIXTURES / "fake_onnxruntime_perf_test"
 FAKE_EXECUTOR_RUNNER = FIXTURES / "fake_executor_runner"
+FAKE_BENCHMARK_MODEL = FIXTURES / "fake_benchmark_model"
 SERIAL = "FAKE0001"
 
 PIXEL_PROPS = {
