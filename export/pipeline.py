@@ -119,7 +119,8 @@ def export_model(config: ExportConfig, on_step: StepCallback | None = None) -> A
             if quant.active:
                 quant.accuracy_not_measured(why_not)
         timings["parity"] = time.perf_counter() - started
-        parity.require(reports, f"{config.target} artifact of {config.model}")
+        parity.require(reports, f"{config.target} artifact of {config.model}",
+                       explain=getattr(target, "explain_parity_failure", None))
 
         step("write")
         manifest = Manifest(
