@@ -63,8 +63,20 @@ def torch_intermediates(program, x: np.ndarray) -> dict[str, np.ndarray]:
     return values
 
 
-def node_name(mil_name: str) -> str:
-    return _SUFFIX.sub("", mil_name)
+def node_names(mil_name: str) -> list[str]:
+    """PyTorch node names a MIL output may stand for, most likely first.
+
+    coremltools appends ``_cast_fp16``, numbers a node's first op ``_0`` when it
+    emits several (``linear`` -> ``linear_0``), and turns ``div`` by a constant
+    into a ``mul`` named ``_inversed_div`` (the same value).
+    """
+    base = _SUFFIX.sub("", mil_name)
+    names = [base]
+    if base.endswith("_0"):
+        names.append(base[:-2])
+    if base.startswith("_inversed_"):
+        names.append(base[len("_inversed_"):])
+    return names
 
 
 def first_departure(interpreter: MILInterpreter, program, x: np.ndarray, input_name: str = "input",
@@ -77,8 +89,8 @@ def first_departure(interpreter: MILInterpreter, program, x: np.ndarray, input_n
     compared = 0
     for op in interpreter.operations:
         for var in op.outputs:
-            name = node_name(var.name)
-            if name not in reference or var.name not in mil:
+            name = next((n for n in node_names(var.name) if n in reference), None)
+            if name is None or var.name not in mil:
                 continue
             got, want = np.asarray(mil[var.name]), reference[name]
             if not isinstance(got, np.ndarray) or got.size != want.size or got.dtype.kind != "f":
