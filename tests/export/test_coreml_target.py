@@ -1,4 +1,4 @@
-"""Core ML target: conversion, the re-loaded package's structure, options, bad input, macOS parity."""
+"""Core ML target: conversion, the re-loaded package's structure, options, bad input, parity (interpreter / macOS)."""
 
 from __future__ import annotations
 
@@ -65,10 +65,20 @@ def test_static_fp16_package_is_reloaded_and_checked(static_fp16):
     assert d["flexible_shapes"] == {"kind": "static", "sizes": [96]}
     histogram = d["op_histogram"]
     assert histogram["conv"] >= 50 and histogram["cast"] >= 2 and d["mil_ops"] == sum(histogram.values())
+    # Parity is measured everywhere: by Core ML on macOS, by the MIL reference interpreter elsewhere.
+    assert m.parity and all(p["passed"] for p in m.parity) and m.parity[0]["tolerance"]["name"] == "fp16"
+    runtime = d["parity_runtime"]
+    assert runtime["reference_interpreter"]["fp16_program"] is True
+    assert runtime["reference_interpreter"]["unsupported_ops"] == []
+    assert "storage precision" in runtime["reference_interpreter"]["emulation"]
     if ON_MAC:
-        assert m.parity and all(p["passed"] for p in m.parity)
+        assert runtime["name"] == "coreml-mlmodel-predict"
+        assert runtime["second_opinion"] == "coreml-reference-interpreter"
+        assert runtime["agreement_with_coreml-reference-interpreter"]["cosine"] > 0.999
     else:
-        assert m.parity == [] and "parity not measured here: Core ML prediction needs macOS" in m.notes
+        assert runtime["name"] == "coreml-reference-interpreter"
+        assert not any("parity not measured" in n for n in m.notes)
+        assert any(n.startswith("Core ML parity measured by coreml-reference-interpreter") for n in m.notes)
 
 
 def test_dynamic_image_classifier_has_enumerated_sizes_labels_and_baked_normalization(dynamic_image_classifier):
@@ -150,13 +160,22 @@ def test_missing_extra_is_one_clear_error(tmp_path, monkeypatch):
 
 
 @pytest.mark.skipif(ON_MAC, reason="checks the behaviour off macOS")
-def test_cannot_predict_off_macos(static_fp16):
-    target = get_target("coreml")
-    assert target.can_run_here() == (False, "Core ML prediction needs macOS")
+def test_off_macos_a_package_runs_on_the_reference_interpreter(static_fp16):
+    from mobexport.devices.coreml_runner import CoreMLReferenceRunner, CoreMLRunner
     from mobexport.errors import DeviceError
 
+    target = get_target("coreml")
+    # A target that has not just lowered a package has no interpreter loaded to vouch for it.
+    assert target.can_run_here() == (False, "Core ML prediction needs macOS")
+    with target.load(static_fp16.path, static_fp16.manifest.__dict__) as runner:
+        assert isinstance(runner, CoreMLReferenceRunner) and runner.name == "coreml-reference-interpreter"
+        x = np.random.default_rng(0).standard_normal((2, 3, 96, 96)).astype(np.float32)
+        logits = runner.infer(x)
+        assert logits.shape == (2, 1000) and np.isfinite(logits).all() and not np.allclose(logits[0], logits[1])
+        with pytest.raises(ResolutionError):
+            runner.infer(np.zeros((1, 3, 128, 128), np.float32))
     with pytest.raises(DeviceError, match="needs macOS"):
-        with target.load(static_fp16.path, static_fp16.manifest.__dict__) as runner:
+        with CoreMLRunner(static_fp16.path) as runner:
             runner.infer(np.zeros((1, 3, 96, 96), np.float32))
 
 
