@@ -158,3 +158,21 @@ def test_parity_failure_message_carries_the_targets_explanation():
     with pytest.raises(ParityError) as info:
         parity.require([failing], "coreml artifact", explain=lambda report: None)
     assert "departing" not in str(info.value)
+
+
+def test_a_failing_core_ml_parity_names_the_first_wrong_op(packages, monkeypatch):
+    """The target's explanation hook: an op with wrong semantics (softmax over the wrong axis) is named."""
+    from types import SimpleNamespace
+
+    from mobexport.export.coreml_target import CoreMLTarget, ReferenceCheck
+
+    path, program = packages["fp32"]
+    details = {}
+    target = CoreMLTarget()
+    target._reference = ReferenceCheck.prepare(path, SimpleNamespace(program=program), "fp32", details, [])
+    failing = parity.compare(np.eye(2, dtype=np.float32), np.eye(2, dtype=np.float32)[::-1], 16, parity.FP32)
+    assert target.explain_parity_failure(failing) is None  # the program itself is right
+
+    monkeypatch.setitem(mil_ops.OPS, "softmax", lambda a: torch.softmax(a.t("x"), dim=0 if a.t("x").dim() < 3 else 1))
+    why = target.explain_parity_failure(failing)
+    assert why.startswith("first departing MIL op: 'softmax") and "(softmax) vs PyTorch node 'softmax'" in why
