@@ -151,8 +151,9 @@ class CoreMLTarget(Target):
             return True, ""
         if self._reference is None:
             return False, "Core ML prediction needs macOS"
-        if self._reference.interpreter.unsupported:
-            return False, (f"cannot verify: op {', '.join(self._reference.interpreter.unsupported)} is not covered "
+        unsupported = self._reference.interpreter.unsupported
+        if unsupported:
+            return False, (f"cannot verify: op {', '.join(unsupported)} is not covered "
                            "by the Core ML reference interpreter, and Core ML prediction needs macOS")
         return True, ""
 
@@ -185,42 +186,63 @@ class CoreMLTarget(Target):
 
 
 class ReferenceCheck:
-    """What the MIL reference interpreter needs to check one lowered package, and what it records."""
+    """The MIL reference interpreter for one lowered package, and what it records in ``details``.
 
-    def __init__(self, path: Path, traced: TracedProgram, precision: str, details: dict, interpreter):
+    The program is read when ``lower`` saves the package and read again if the
+    package changes on disk afterwards (``--quantize int8-weights`` compresses
+    it in place), so what is verified is what is shipped.
+    """
+
+    def __init__(self, path: Path, traced: TracedProgram, precision: str, details: dict):
         self.path = Path(path)
         self.traced = traced
         self.precision = precision
         self.details = details
-        self.interpreter = interpreter
+        self._interpreter = None
+        self._fingerprint = None
 
     @classmethod
     def prepare(cls, path: Path, traced: TracedProgram, precision: str, details: dict,
                 notes: list[str]) -> "ReferenceCheck":
-        """Load the saved program once; say in ``details``/``notes`` who measures parity and what it emulates."""
-        from .coreml_mil import EMULATION, NAME, MILInterpreter, load_program
+        """Load the saved program; say in ``details``/``notes`` who measures parity and what it emulates."""
+        from .coreml_mil import EMULATION, NAME
 
-        started = time.perf_counter()
-        interpreter = MILInterpreter(load_program(path))
-        load_s = time.perf_counter() - started
-        primary = sys.platform != "darwin"
-        details["parity_runtime"] = {
-            "name": "coreml-mlmodel-predict" if not primary else NAME,
-            "second_opinion": NAME if not primary else None,
-            "reference_interpreter": {
-                "emulation": EMULATION,
-                "fp16_program": interpreter.fp16,
-                "unsupported_ops": interpreter.unsupported,
-                "load_s": round(load_s, 3),  # reading the saved program; running it counts under timings_s.parity
-            },
-        }
+        check = cls(path, traced, precision, details)
+        interpreter = check.interpreter
         if interpreter.unsupported:
             notes.append(f"cannot verify: op {', '.join(interpreter.unsupported)} is not covered by the "
                          f"Core ML reference interpreter")
-        elif primary:
+        elif sys.platform != "darwin":
             notes.append(f"Core ML parity measured by {NAME} (the saved MIL program run op by op here; it "
                          f"{EMULATION})")
-        return cls(path, traced, precision, details, interpreter)
+        return check
+
+    def _files(self) -> tuple:
+        return tuple(sorted((str(f.relative_to(self.path)), f.stat().st_size, f.stat().st_mtime_ns)
+                            for f in self.path.rglob("*") if f.is_file()))
+
+    @property
+    def interpreter(self):
+        from .coreml_mil import EMULATION, NAME, MILInterpreter, load_program
+
+        fingerprint = self._files()
+        if self._interpreter is None or fingerprint != self._fingerprint:
+            started = time.perf_counter()
+            self._interpreter = MILInterpreter(load_program(self.path))
+            self._fingerprint = fingerprint
+            primary = sys.platform != "darwin"
+            self.details["parity_runtime"] = {
+                "name": NAME if primary else "coreml-mlmodel-predict",
+                "second_opinion": None if primary else NAME,
+                "reference_interpreter": {
+                    "emulation": EMULATION,
+                    "fp16_program": self._interpreter.fp16,
+                    "unsupported_ops": self._interpreter.unsupported,
+                    # Reading the saved program; running it counts under timings_s.parity.
+                    "load_s": round(time.perf_counter() - started, 3),
+                },
+            }
+        return self._interpreter
 
     def record_agreement(self, agreement: dict) -> None:
         """On macOS: how Core ML's own prediction and the reference interpreter agreed on the parity inputs."""

@@ -754,3 +754,33 @@ def classify(a: Args):
     """A classifier's (label of the argmax, scores); the scores stand for the label -> score dictionary."""
     scores = a.t("probabilities")
     return torch.argmax(scores.reshape(-1)), scores
+
+
+# ---------------------------------------------------------------- activation quantization (iOS17)
+
+def _per_axis(a: Args, name: str, x: torch.Tensor, default: float) -> torch.Tensor:
+    """A scalar or a vector along ``axis``, broadcast to x's rank."""
+    if name not in a:
+        return torch.tensor(default)
+    value = a.t(name).to(torch.float32)
+    if value.dim() == 0 or value.numel() == 1:
+        return value.reshape(())
+    shape = [1] * x.dim()
+    shape[a.val("axis", -1) % x.dim()] = -1
+    return value.reshape(shape)
+
+
+@op("quantize")
+def quantize(a: Args):
+    """``clip(round(input / scale) + zero_point)`` to the int8/uint8 range (rounding halves to even)."""
+    x = _float(a.t("input"))
+    low, high = (-128, 127) if a.val("output_dtype") == "int8" else (0, 255)
+    q = torch.round(x / _per_axis(a, "scale", x, 1.0)) + _per_axis(a, "zero_point", x, 0.0)
+    return torch.clamp(q, low, high).to(torch.int8 if low < 0 else torch.uint8)
+
+
+@op("dequantize")
+def dequantize(a: Args):
+    """``(input - zero_point) * scale``."""
+    q = a.t("input").to(torch.float32)
+    return (q - _per_axis(a, "zero_point", q, 0.0)) * _per_axis(a, "scale", q, 1.0)

@@ -176,3 +176,19 @@ def test_a_failing_core_ml_parity_names_the_first_wrong_op(packages, monkeypatch
     monkeypatch.setitem(mil_ops.OPS, "softmax", lambda a: torch.softmax(a.t("x"), dim=0 if a.t("x").dim() < 3 else 1))
     why = target.explain_parity_failure(failing)
     assert why.startswith("first departing MIL op: 'softmax") and "(softmax) vs PyTorch node 'softmax'" in why
+
+
+def test_a_package_rewritten_after_lowering_is_read_again(packages, tmp_path):
+    """--quantize int8-weights compresses the package in place after lower: parity must judge the new one."""
+    import shutil
+
+    from mobexport.export.coreml_target import ReferenceCheck
+
+    shipped = tmp_path / "model.mlpackage"
+    shutil.copytree(packages["fp32"][0], shipped)
+    details = {}
+    check = ReferenceCheck.prepare(shipped, None, "fp32", details, [])
+    assert check.interpreter.fp16 is False and details["parity_runtime"]["reference_interpreter"]["fp16_program"] is False
+    shutil.rmtree(shipped)
+    shutil.copytree(packages["fp16"][0], shipped)
+    assert check.interpreter.fp16 is True and details["parity_runtime"]["reference_interpreter"]["fp16_program"] is True

@@ -429,3 +429,15 @@ def test_every_registered_op_is_tested_here():
     source = inspect.getsource(sys.modules[__name__])
     untested = [name for name in OPS if f'"{name}"' not in source]
     assert untested == []
+
+
+def test_quantize_dequantize_per_tensor_and_per_axis():
+    x = np.array([[-1.0, 0.26, 0.5], [2.0, -3.0, 0.74]], np.float32)
+    q = run("quantize", input=x, scale=np.float32(0.5), zero_point=np.int8(1), output_dtype="int8")
+    assert q.tolist() == np.clip(np.round(x / 0.5) + 1, -128, 127).tolist() and q.dtype == np.int8
+    scale = np.array([0.01, 0.02], np.float32)
+    q = run("quantize", input=x, scale=scale, zero_point=np.array([128, 100], np.uint8), axis=0, output_dtype="uint8")
+    want = np.clip(np.round(x / scale[:, None]) + np.array([128, 100])[:, None], 0, 255)
+    assert q.tolist() == want.tolist() and q.dtype == np.uint8
+    back = run("dequantize", input=q, scale=scale, zero_point=np.array([128, 100], np.uint8), axis=0)
+    np.testing.assert_allclose(back, (want - np.array([128, 100])[:, None]) * scale[:, None], rtol=1e-6)
