@@ -254,9 +254,13 @@ class ReferenceCheck:
         from . import parity
         from .coreml_mil.layerwise import first_departure
 
+        # The converter read the program after an empty decomposition table; its node names are those.
+        program = self.traced.program
+        with contextlib.suppress(Exception):
+            program = program.run_decompositions({})
         inputs = parity.random_inputs(report.resolution, min(report.samples, 2))
         for x in inputs:
-            found = first_departure(self.interpreter, self.traced.program, x[None], INPUT_NAME, self.precision)
+            found = first_departure(self.interpreter, program, x[None], INPUT_NAME, self.precision)
             if found is not None:
                 return found.describe()
         return None

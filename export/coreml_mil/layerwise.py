@@ -22,7 +22,8 @@ import torch
 from .interpreter import MILInterpreter
 
 # Relative error past which an op's output has departed (fp16 storage: ~1e-3 per op, ~1e-2 after many).
-DEPARTURE = {"fp32": 1e-3, "fp16": 0.1}
+# A correct fp16 Mobile-Former-26M peaks at 0.07 on a product of near-cancelling terms; real faults are O(1) or inf.
+DEPARTURE = {"fp32": 1e-3, "fp16": 0.3}
 _SUFFIX = re.compile(r"(_cast_fp(16|32))+$")
 
 

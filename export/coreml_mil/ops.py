@@ -614,6 +614,8 @@ def concat(a: Args):
     """Along ``axis``; ``interleave`` takes one slice from each input in turn (equal shapes)."""
     values = a.tensors("values")
     axis = a.val("axis")
+    if values[0].dim() == 0:  # scalars (shape arithmetic): each counts as one element, as in coremltools
+        return torch.stack(values)
     if a.val("interleave", False):
         axis = axis % values[0].dim()
         stacked = torch.stack(values, dim=axis + 1)

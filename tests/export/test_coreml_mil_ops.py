@@ -370,6 +370,7 @@ def test_concat_stack_split():
     np.testing.assert_array_equal(inter[:, 0::2], a)
     np.testing.assert_array_equal(inter[:, 1::2], b)
     np.testing.assert_array_equal(run("stack", values=[a, b], axis=-1), np.stack([a, b], -1))
+    assert run("concat", values=[np.int32(1), np.int32(4)], axis=0).tolist() == [1, 4]  # scalars: one element each
     x = rand(7, 2)
     parts = run("split", x=x, num_splits=3, axis=0)
     assert [p.shape[0] for p in parts] == [3, 3, 1]
