@@ -192,3 +192,27 @@ def test_a_package_rewritten_after_lowering_is_read_again(packages, tmp_path):
     shutil.rmtree(shipped)
     shutil.copytree(packages["fp16"][0], shipped)
     assert check.interpreter.fp16 is True and details["parity_runtime"]["reference_interpreter"]["fp16_program"] is True
+
+
+def test_on_macos_core_ml_and_the_interpreter_are_compared(packages):
+    """CoreMLRunner with a second opinion: Core ML's answer is returned, the agreement goes to the callback."""
+    from types import SimpleNamespace
+
+    from mobexport.devices.coreml_runner import CoreMLReferenceRunner, CoreMLRunner
+    from mobexport.devices.input_shapes import AcceptedInputs
+
+    path = packages["fp32"][0]
+    reference = CoreMLReferenceRunner(path, accepted=AcceptedInputs.static(16))
+    expected = reference.infer(X)
+    agreements = []
+    runner = CoreMLRunner(path, accepted=AcceptedInputs.static(16), second_opinion=reference,
+                          on_agreement=agreements.append)
+    # Stand in for Core ML (macOS only): an answer a little off the interpreter's.
+    runner.model = SimpleNamespace(predict=lambda feed: {"logits": expected + 1e-3})
+    runner.input_name, runner.is_image, runner.labels, runner.output_name = "input", False, None, "logits"
+    got = runner.infer(X)
+    np.testing.assert_allclose(got, expected + 1e-3)
+    runner.deactivate()
+    (agreement,) = agreements
+    assert agreement["samples"] == 1 and agreement["top1_agreement"] == 1.0
+    assert agreement["max_abs_difference"] == pytest.approx(1e-3, rel=1e-2) and agreement["cosine"] > 0.99

@@ -99,6 +99,19 @@ def test_dynamic_image_classifier_has_enumerated_sizes_labels_and_baked_normaliz
     assert (accepted.min, accepted.max, accepted.stride) == (96, 1024, 32)
 
 
+def test_reference_interpreter_runs_an_image_classifier_package(dynamic_image_classifier):
+    """Pixels in, the classifier's scores (in label order) out, at two enumerated sizes."""
+    from mobexport.devices.coreml_runner import CoreMLReferenceRunner
+
+    d = dynamic_image_classifier.manifest.target_details
+    assert d["parity_runtime"]["reference_interpreter"]["unsupported_ops"] == []
+    x = np.random.default_rng(0).standard_normal((1, 3, 128, 128)).astype(np.float32)
+    with CoreMLReferenceRunner(dynamic_image_classifier.path, image_input=d["image_input"]) as runner:
+        scores = runner.infer(x)
+        assert scores.shape == (1, 1000) and np.isfinite(scores).all()
+        assert runner.infer(x[..., :96, :96]).shape == (1, 1000)
+
+
 def test_image_scale_bias_and_channel_factors_reproduce_the_normalization():
     mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
     pre = coreml_target.image_preprocessing(mean, std)
