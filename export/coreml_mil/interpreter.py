@@ -136,8 +136,10 @@ class MILInterpreter:
         self.fp16 = any(_dtype_name(var) == "fp16" for op in self.operations for var in op.outputs)
         self.op_types = sorted({op.op_type for op in self.operations})
         self._constants: dict = {}
+        self._unmaterialized: set[str] = set()  # constexpr ops coremltools could not decompress
         if not self.unsupported:
             self._load_constants()
+            self.unsupported = sorted(self._unmaterialized)
         self._last_use = self._last_uses()
 
     def _load_constants(self) -> None:
@@ -148,7 +150,11 @@ class MILInterpreter:
             elif op.op_type.startswith("constexpr_"):
                 # Weight decompression (affine dequantize, palettization, sparsity, casts): coremltools'
                 # own materialization of the op, which follows the op's documented formula.
-                values = op.materialized_val_inference()
+                try:
+                    values = op.materialized_val_inference()
+                except Exception:
+                    self._unmaterialized.add(op.op_type)
+                    continue
                 values = values if isinstance(values, tuple) else (values,)
                 for var, value in zip(op.outputs, values):
                     self._constants[var.name] = store(_to_torch(value, _dtype_name(var)), _dtype_name(var))

@@ -137,7 +137,8 @@ def test_an_op_without_semantics_is_cannot_verify_never_a_pass(packages, monkeyp
     with pytest.raises(UnsupportedProgramError, match="cannot verify: op softmax"):
         interpreter.run({"input": X})
 
-    from mobexport.export.coreml_target import CoreMLTarget, ReferenceCheck
+    from mobexport.export.coreml_mil.check import ReferenceCheck
+    from mobexport.export.coreml_target import CoreMLTarget
 
     details, notes = {}, []
     target = CoreMLTarget()
@@ -164,7 +165,8 @@ def test_a_failing_core_ml_parity_names_the_first_wrong_op(packages, monkeypatch
     """The target's explanation hook: an op with wrong semantics (softmax over the wrong axis) is named."""
     from types import SimpleNamespace
 
-    from mobexport.export.coreml_target import CoreMLTarget, ReferenceCheck
+    from mobexport.export.coreml_mil.check import ReferenceCheck
+    from mobexport.export.coreml_target import CoreMLTarget
 
     path, program = packages["fp32"]
     details = {}
@@ -182,7 +184,7 @@ def test_a_package_rewritten_after_lowering_is_read_again(packages, tmp_path):
     """--quantize int8-weights compresses the package in place after lower: parity must judge the new one."""
     import shutil
 
-    from mobexport.export.coreml_target import ReferenceCheck
+    from mobexport.export.coreml_mil.check import ReferenceCheck
 
     shipped = tmp_path / "model.mlpackage"
     shutil.copytree(packages["fp32"][0], shipped)
