@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 INPUT_NAME = "input"
+FP16_SMALLEST_NORMAL = 2.0 ** -14  # 6.1e-5
 
 
 class ReferenceCheck:
@@ -82,6 +83,15 @@ class ReferenceCheck:
         self.details.setdefault("parity_runtime", {})[f"agreement_with_{NAME}"] = agreement
 
     def explain(self, report) -> str | None:
+        """Why an fp16 program cannot match (logits below fp16's range), else the first departing op."""
+        reference_scale = report.max_abs_error / report.relative_max_error if report.relative_max_error else None
+        if self.precision == "fp16" and reference_scale is not None and reference_scale < FP16_SMALLEST_NORMAL:
+            return (f"PyTorch's logits (max |logit| {reference_scale:.1e}) are below fp16's smallest normal "
+                    f"{FP16_SMALLEST_NORMAL:.1e}, so an fp16 program flushes them (random-init weights?): "
+                    "export with --precision fp32, or with a trained --checkpoint")
+        return self.first_departure(report)
+
+    def first_departure(self, report) -> str | None:
         from .. import parity
         from .layerwise import first_departure
 

@@ -44,9 +44,8 @@ class UnsupportedProgramError(ExportError):
 def _dtype_name(var) -> str:
     from coremltools.converters.mil.mil import types
 
-    dtype = var.dtype
-    try:
-        return types.builtin_to_string(dtype) or ""
+    try:  # a list (e.g. a classifier's class labels) has no element dtype
+        return types.builtin_to_string(var.dtype) or ""
     except Exception:
         return ""
 

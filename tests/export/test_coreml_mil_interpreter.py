@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -218,3 +219,16 @@ def test_on_macos_core_ml_and_the_interpreter_are_compared(packages):
     (agreement,) = agreements
     assert agreement["samples"] == 1 and agreement["top1_agreement"] == 1.0
     assert agreement["max_abs_difference"] == pytest.approx(1e-3, rel=1e-2) and agreement["cosine"] > 0.99
+
+
+def test_logits_below_fp16_range_are_explained_not_blamed_on_an_op(packages):
+    """Random-init MobileNetV3's logits (~1e-8) flush to zero in any fp16 program: say so and how to avoid it."""
+    from mobexport.export.coreml_mil.check import ReferenceCheck
+
+    path, program = packages["fp16"]
+    check = ReferenceCheck.prepare(path, SimpleNamespace(program=program), "fp16", {}, [])
+    tiny = np.array([[1e-8, -2e-8, 3e-9]], np.float32)
+    report = parity.compare(tiny, np.zeros_like(tiny), 16, parity.FP16)
+    assert not report.passed
+    why = check.explain(report)
+    assert "below fp16's smallest normal" in why and "--precision fp32" in why
