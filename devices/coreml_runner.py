@@ -10,12 +10,18 @@ label -> score dictionary; the runner turns the dictionary back into the
 logits vector in label order, so parity compares like with like. An
 image-input package takes 8-bit RGB pixels: the runner un-normalizes the
 float tensor it is given with the model's mean/std and rounds to pixels.
+
+:class:`CoreMLReferenceRunner` runs the same package through mobexport's MIL
+reference interpreter (``export/coreml_mil``) on any host: the parity check
+on Linux, and on macOS a second opinion that ``CoreMLRunner`` compares with
+Core ML's own prediction when given one.
 """
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -33,12 +39,17 @@ class CoreMLRunner(Runner):
     name = "coreml"
 
     def __init__(self, path: Path, accepted: AcceptedInputs | None = None, compute_units: str = "ALL",
-                 image_input: dict | None = None):
+                 image_input: dict | None = None, second_opinion: "CoreMLReferenceRunner | None" = None,
+                 on_agreement: Callable[[dict], None] | None = None):
         self.path = Path(path)
         self.accepted = accepted
         self.compute_units = compute_units
         self.image_input = image_input
         self.model = None
+        # The reference interpreter, run on every input alongside Core ML; their agreement goes to on_agreement.
+        self.second_opinion = second_opinion
+        self.on_agreement = on_agreement
+        self._agreement: list[tuple[np.ndarray, np.ndarray]] = []
 
     def activate(self) -> None:
         if sys.platform != "darwin":
@@ -71,6 +82,9 @@ class CoreMLRunner(Runner):
             }
 
     def deactivate(self) -> None:
+        if self.second_opinion is not None and self._agreement and self.on_agreement is not None:
+            self.on_agreement(agreement(self._agreement))
+        self._agreement = []
         self.model = None
 
     def _feed(self, sample: np.ndarray):
@@ -96,10 +110,75 @@ class CoreMLRunner(Runner):
                 rows.append(np.array([scores[label] for label in self.labels], dtype=np.float32))
             else:
                 rows.append(np.asarray(result[self.output_name], dtype=np.float32).reshape(-1))
-        return np.stack(rows)
+        out = np.stack(rows)
+        if self.second_opinion is not None:
+            self._agreement.append((out, self.second_opinion.infer(x)))
+        return out
 
     def memory(self) -> dict:
         return {"compute_units": self.compute_units}
+
+
+class CoreMLReferenceRunner(Runner):
+    """Runs a Core ML package's MIL program through the reference interpreter, one image at a time.
+
+    Works on any host and emulates the program's fp16 storage precision, not
+    a device's accumulation order. An image-input package is fed the same
+    8-bit pixels ``CoreMLRunner`` makes, as floats; a classifier answers its
+    scores vector in label order.
+    """
+
+    name = "coreml-reference-interpreter"
+
+    def __init__(self, path: Path, accepted: AcceptedInputs | None = None, image_input: dict | None = None,
+                 interpreter=None):
+        self.path = Path(path)
+        self.accepted = accepted
+        self.image_input = image_input
+        self.interpreter = interpreter
+
+    def activate(self) -> None:
+        from mobexport.export.coreml_mil import MILInterpreter, load_program
+
+        if self.interpreter is None:
+            self.interpreter = MILInterpreter(load_program(self.path))
+        self.interpreter.check_supported()
+        (self.input_name,) = self.interpreter.input_names
+        classify = [op for op in self.interpreter.operations if op.op_type == "classify"]
+        # A classifier's outputs are (label, scores); the scores are the logits parity compares.
+        self.output_name = classify[0].outputs[1].name if classify else self.interpreter.output_names[0]
+        if self.accepted is None:
+            import coremltools as ct
+
+            spec = ct.models.MLModel(str(self.path), skip_model_load=True).get_spec()
+            self.accepted = _accepted_from_spec(spec.description.input[0])
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        if self.interpreter is None:
+            self.activate()
+        self.accepted.check(x.shape, f"Core ML package '{self.path.name}'")
+        rows = []
+        for sample in np.asarray(x, dtype=np.float32):
+            feed = sample[None]
+            if self.image_input is not None:
+                mean = np.asarray(self.image_input["mean"], dtype=np.float32).reshape(3, 1, 1)
+                std = np.asarray(self.image_input["std"], dtype=np.float32).reshape(3, 1, 1)
+                feed = np.clip(np.rint((sample * std + mean) * 255.0), 0, 255)[None].astype(np.float32)
+            outputs, _ = self.interpreter.run({self.input_name: feed})
+            rows.append(np.asarray(outputs[self.output_name], dtype=np.float32).reshape(-1))
+        return np.stack(rows)
+
+    def memory(self) -> dict:
+        return {"runtime": self.name}
+
+
+def agreement(pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict:
+    """How Core ML's outputs and the reference interpreter's agree: max abs difference, smallest cosine, top-1."""
+    core = np.concatenate([p[0] for p in pairs]).astype(np.float64)
+    ref = np.concatenate([p[1] for p in pairs]).astype(np.float64)
+    cosine = np.sum(core * ref, axis=1) / np.maximum(np.linalg.norm(core, axis=1) * np.linalg.norm(ref, axis=1), 1e-30)
+    return {"samples": len(core), "max_abs_difference": float(np.abs(core - ref).max()),
+            "cosine": float(cosine.min()), "top1_agreement": float(np.mean(core.argmax(1) == ref.argmax(1)))}
 
 
 def _class_labels(spec) -> list | None:

@@ -20,10 +20,15 @@ normalization baked in: Core ML's image preprocessing computes
 (exact: ``(pixel/255 - mean[c]) / std[c]``). ``--class-labels FILE`` makes
 it a classifier (a label plus a label->score dictionary of the raw logits).
 
-Core ML predicts only on macOS. Elsewhere the saved package is re-loaded
-without compiling and its structure is checked (model type, input/output
-names, shapes and flexible sizes, deployment target) and the MIL program's op
-histogram goes into the manifest; parity is measured on macOS only.
+The saved package is re-loaded without compiling and its structure is
+checked (model type, input/output names, shapes and flexible sizes,
+deployment target); the MIL program's op histogram goes into the manifest.
+Core ML itself predicts only on macOS. Everywhere, parity is measured by
+mobexport's MIL reference interpreter (``coreml_mil``), which reads the saved
+program with coremltools' reader and runs it op by op with fp16 storage
+emulated; on macOS ``MLModel.predict`` stays the primary check and the
+interpreter's outputs are compared with it. A program with an op the
+interpreter lacks is reported "cannot verify: op X", never passed.
 """
 
 from __future__ import annotations
@@ -37,11 +42,12 @@ from collections import Counter
 from pathlib import Path
 
 from mobexport.config import ExportConfig
-from mobexport.devices.coreml_runner import COMPUTE_UNITS, CoreMLRunner
+from mobexport.devices.coreml_runner import COMPUTE_UNITS, CoreMLReferenceRunner, CoreMLRunner
 from mobexport.devices.input_shapes import AcceptedInputs
 from mobexport.errors import DeviceError, ExportError, TargetOptionError
 from mobexport.models import get_spec
 
+from .coreml_mil.check import ReferenceCheck
 from .target import Lowered, Target
 from .trace import TracedProgram, example_input
 
@@ -63,6 +69,8 @@ class CoreMLTarget(Target):
 
     def __init__(self) -> None:
         self._image_input = False
+        # The package this target just lowered, its reference interpreter and program (for parity).
+        self._reference: ReferenceCheck | None = None
 
     def check_config(self, config: ExportConfig) -> None:
         deployment_target(config.target_options.get("deployment_target") or "iOS16")
@@ -130,26 +138,51 @@ class CoreMLTarget(Target):
         structure = describe_mlpackage(path)
         check_structure(structure, traced, num_classes, labels is not None, self._image_input, int(target), precision)
         details.update(structure)
+        self._reference = ReferenceCheck.prepare(path, traced, precision, details, notes)
         if labels:
             details["class_labels"] = {"file": str(labels_path), "count": len(labels)}
         return Lowered(path=path, details=details, notes=notes)
 
     def can_run_here(self) -> tuple[bool, str]:
-        if sys.platform != "darwin":
-            return False, "Core ML prediction needs macOS"
         if self._image_input:
             return False, ("an image-input model takes 8-bit pixels, not the float tensors parity compares; "
                            "export without --image-input to measure parity")
+        if sys.platform == "darwin":
+            return True, ""
+        if self._reference is None:
+            return False, "Core ML prediction needs macOS"
+        unsupported = self._reference.interpreter.unsupported
+        if unsupported:
+            return False, (f"cannot verify: op {', '.join(unsupported)} is not covered "
+                           "by the Core ML reference interpreter, and Core ML prediction needs macOS")
         return True, ""
 
-    def load(self, path: Path, manifest: dict | None = None, device: str = "cpu") -> CoreMLRunner:
-        """A runner on ``device``: a compute-unit name, or "cpu" (this host: all units, Core ML's default)."""
+    def load(self, path: Path, manifest: dict | None = None, device: str = "cpu"):
+        """A runner on ``device``: a compute-unit name, or "cpu" (this host: all units, Core ML's default).
+
+        Off macOS (or with ``device="reference"``) the MIL reference interpreter; on macOS, right after
+        ``lower``, Core ML with the interpreter's outputs compared alongside (recorded in target_details).
+        """
         details = (manifest or {}).get("target_details") or {}
+        accepted = AcceptedInputs.from_manifest(manifest)
+        reference = self._reference if self._reference is not None and self._reference.path == Path(path) else None
+        if sys.platform != "darwin" or device == "reference":
+            return CoreMLReferenceRunner(path, accepted=accepted, image_input=details.get("image_input"),
+                                         interpreter=reference.interpreter if reference else None)
         units = "ALL" if device in ("cpu", "local") else device.upper()
         if units not in COMPUTE_UNITS:
             raise DeviceError(f"unknown Core ML compute units '{device}'", f"use one of {', '.join(COMPUTE_UNITS)}")
-        return CoreMLRunner(path, accepted=AcceptedInputs.from_manifest(manifest), compute_units=units,
-                            image_input=details.get("image_input"))
+        second = None
+        if reference is not None and not reference.interpreter.unsupported and not self._image_input:
+            second = CoreMLReferenceRunner(path, accepted=accepted, interpreter=reference.interpreter)
+        return CoreMLRunner(path, accepted=accepted, compute_units=units, image_input=details.get("image_input"),
+                            second_opinion=second, on_agreement=reference.record_agreement if second else None)
+
+    def explain_parity_failure(self, report) -> str | None:
+        """The first MIL op whose output departs from the PyTorch program's node, for a failing parity report."""
+        if self._reference is None or self._reference.interpreter.unsupported:
+            return None
+        return self._reference.explain(report)
 
 
 def deployment_target(name: str):

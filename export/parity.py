@@ -125,8 +125,7 @@ def measure(
     ``inputs_source`` goes into the report.
     """
     if inputs is None:
-        rng = np.random.default_rng(seed + resolution)
-        inputs = rng.standard_normal((samples, 3, resolution, resolution)).astype(np.float32)
+        inputs = random_inputs(resolution, samples, seed)
         inputs_source = RANDOM_INPUTS
     batches = [np.ascontiguousarray(x[None], dtype=np.float32) for x in inputs]
     ref = np.concatenate([reference_fn(x) for x in batches])
@@ -136,14 +135,25 @@ def measure(
     return report
 
 
-def require(reports: list[ParityReport], what: str) -> None:
-    """Raise :class:`ParityError` naming the first failing resolution."""
+def random_inputs(resolution: int, samples: int, seed: int = 0) -> np.ndarray:
+    """The standard-normal images ``measure`` uses by default ([samples, 3, H, W])."""
+    rng = np.random.default_rng(seed + resolution)
+    return rng.standard_normal((samples, 3, resolution, resolution)).astype(np.float32)
+
+
+def require(reports: list[ParityReport], what: str,
+            explain: Callable[[ParityReport], str | None] | None = None) -> None:
+    """Raise :class:`ParityError` naming the first failing resolution.
+
+    ``explain`` (a target's layer-wise diagnosis) may add where the artifact departs.
+    """
     for r in reports:
         if not r.passed:
             t = r.tolerance
+            where = explain(r) if explain is not None else None
             raise ParityError(
                 f"{what} differs from PyTorch {r.describe()} "
                 f"(tolerance {t.name}: max|err| <= {t.max_abs_error:g} x max(1, max|logit|), cos >= {t.min_cosine}, "
-                f"top-1 >= {t.min_top1_agreement:.0%})",
+                f"top-1 >= {t.min_top1_agreement:.0%})" + (f"; {where}" if where else ""),
                 "pass --tolerance to loosen the bound, or --passes none to rule out a graph rewrite",
             )

@@ -142,7 +142,8 @@ def _export_model(config: ExportConfig, on_step: StepCallback | None) -> Artifac
             if quant.active:
                 quant.accuracy_not_measured(why_not)
         timings["parity"] = time.perf_counter() - started
-        parity.require(reports, f"{config.target} artifact of {config.model}")
+        parity.require(reports, f"{config.target} artifact of {config.model}",
+                       explain=getattr(target, "explain_parity_failure", None))
 
         step("write")
         manifest = Manifest(

@@ -1,4 +1,4 @@
-"""Core ML target: conversion, the re-loaded package's structure, options, bad input, macOS parity."""
+"""Core ML target: conversion, the re-loaded package's structure, options, bad input, parity (interpreter / macOS)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 
 from mobexport.config import ExportConfig
 from mobexport.errors import MissingDependencyError, ResolutionError, TargetOptionError
@@ -15,7 +14,6 @@ from mobexport.export import coreml_target
 from mobexport.export.pipeline import export_model
 from mobexport.export.target import get_target
 from mobexport.manifest import sha256_tree, size_of
-from mobexport.models import create_model
 
 pytest.importorskip("coremltools", reason="the coreml extra is not installed")
 
@@ -38,9 +36,14 @@ def spec_of(artifact):
     return ct.models.MLModel(str(artifact.path), skip_model_load=True).get_spec()
 
 
+# Random-init MobileNetV3 logits (~1e-8) are below fp16's range, so its fp16 program cannot pass parity;
+# Mobile-Former-26M's (~0.1) are not.
+FP16_MODEL = "mobile_former_26m"
+
+
 @pytest.fixture(scope="module")
 def static_fp16(tmp_path_factory):
-    return export(tmp_path_factory.mktemp("coreml"))
+    return export(tmp_path_factory.mktemp("coreml"), model=FP16_MODEL)
 
 
 @pytest.fixture(scope="module")
@@ -65,10 +68,21 @@ def test_static_fp16_package_is_reloaded_and_checked(static_fp16):
     assert d["flexible_shapes"] == {"kind": "static", "sizes": [96]}
     histogram = d["op_histogram"]
     assert histogram["conv"] >= 50 and histogram["cast"] >= 2 and d["mil_ops"] == sum(histogram.values())
+    assert histogram["layer_norm"] >= 10 and histogram["softmax"] >= 10
+    # Parity is measured everywhere: by Core ML on macOS, by the MIL reference interpreter elsewhere.
+    assert m.parity and all(p["passed"] for p in m.parity) and m.parity[0]["tolerance"]["name"] == "fp16"
+    runtime = d["parity_runtime"]
+    assert runtime["reference_interpreter"]["fp16_program"] is True
+    assert runtime["reference_interpreter"]["unsupported_ops"] == []
+    assert "storage precision" in runtime["reference_interpreter"]["emulation"]
     if ON_MAC:
-        assert m.parity and all(p["passed"] for p in m.parity)
+        assert runtime["name"] == "coreml-mlmodel-predict"
+        assert runtime["second_opinion"] == "coreml-reference-interpreter"
+        assert runtime["agreement_with_coreml-reference-interpreter"]["cosine"] > 0.999
     else:
-        assert m.parity == [] and "parity not measured here: Core ML prediction needs macOS" in m.notes
+        assert runtime["name"] == "coreml-reference-interpreter"
+        assert not any("parity not measured" in n for n in m.notes)
+        assert any(n.startswith("Core ML parity measured by coreml-reference-interpreter") for n in m.notes)
 
 
 def test_dynamic_image_classifier_has_enumerated_sizes_labels_and_baked_normalization(dynamic_image_classifier):
@@ -87,6 +101,19 @@ def test_dynamic_image_classifier_has_enumerated_sizes_labels_and_baked_normaliz
     assert _class_labels(spec)[:3] == ["class 0", "class 1", "class 2"] and len(_class_labels(spec)) == 1000
     accepted = _accepted_from_spec(spec.description.input[0])
     assert (accepted.min, accepted.max, accepted.stride) == (96, 1024, 32)
+
+
+def test_reference_interpreter_runs_an_image_classifier_package(dynamic_image_classifier):
+    """Pixels in, the classifier's scores (in label order) out, at two enumerated sizes."""
+    from mobexport.devices.coreml_runner import CoreMLReferenceRunner
+
+    d = dynamic_image_classifier.manifest.target_details
+    assert d["parity_runtime"]["reference_interpreter"]["unsupported_ops"] == []
+    x = np.random.default_rng(0).standard_normal((1, 3, 128, 128)).astype(np.float32)
+    with CoreMLReferenceRunner(dynamic_image_classifier.path, image_input=d["image_input"]) as runner:
+        scores = runner.infer(x)
+        assert scores.shape == (1, 1000) and np.isfinite(scores).all()
+        assert runner.infer(x[..., :96, :96]).shape == (1, 1000)
 
 
 def test_image_scale_bias_and_channel_factors_reproduce_the_normalization():
@@ -150,13 +177,22 @@ def test_missing_extra_is_one_clear_error(tmp_path, monkeypatch):
 
 
 @pytest.mark.skipif(ON_MAC, reason="checks the behaviour off macOS")
-def test_cannot_predict_off_macos(static_fp16):
-    target = get_target("coreml")
-    assert target.can_run_here() == (False, "Core ML prediction needs macOS")
+def test_off_macos_a_package_runs_on_the_reference_interpreter(static_fp16):
+    from mobexport.devices.coreml_runner import CoreMLReferenceRunner, CoreMLRunner
     from mobexport.errors import DeviceError
 
+    target = get_target("coreml")
+    # A target that has not just lowered a package has no interpreter loaded to vouch for it.
+    assert target.can_run_here() == (False, "Core ML prediction needs macOS")
+    with target.load(static_fp16.path, static_fp16.manifest.__dict__) as runner:
+        assert isinstance(runner, CoreMLReferenceRunner) and runner.name == "coreml-reference-interpreter"
+        x = np.random.default_rng(0).standard_normal((2, 3, 96, 96)).astype(np.float32)
+        logits = np.concatenate([runner.infer(x[:1]), runner.infer(x[1:])])  # the package takes batch 1
+        assert logits.shape == (2, 1000) and np.isfinite(logits).all() and not np.allclose(logits[0], logits[1])
+        with pytest.raises(ResolutionError):
+            runner.infer(np.zeros((1, 3, 128, 128), np.float32))
     with pytest.raises(DeviceError, match="needs macOS"):
-        with target.load(static_fp16.path, static_fp16.manifest.__dict__) as runner:
+        with CoreMLRunner(static_fp16.path) as runner:
             runner.infer(np.zeros((1, 3, 96, 96), np.float32))
 
 
@@ -164,7 +200,9 @@ def test_cannot_predict_off_macos(static_fp16):
 @pytest.mark.parametrize("units", ["CPU_ONLY", "CPU_AND_GPU", "ALL"])
 def test_macos_parity_and_size_check(static_fp16, units):
     x = np.random.default_rng(0).standard_normal((1, 3, 96, 96)).astype(np.float32)
-    reference = create_model(SMALL, resolution=96).eval()(torch.from_numpy(x)).detach().numpy()
+    # The export's weights are random: the package's own program, run by the reference interpreter, is the reference.
+    with get_target("coreml").load(static_fp16.path, static_fp16.manifest.__dict__, device="reference") as runner:
+        reference = runner.infer(x)
     with get_target("coreml").load(static_fp16.path, static_fp16.manifest.__dict__, device=units) as runner:
         got = runner.infer(x)
         assert np.abs(got - reference).max() < 5e-2
