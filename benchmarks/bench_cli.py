@@ -70,7 +70,7 @@ def parser() -> argparse.ArgumentParser:
     what.add_argument("--list-suites", action="store_true", help="list the predefined suites and exit")
     what.add_argument("--models", type=csv_of(str), metavar="M1,M2", help="comma-separated zoo models")
     what.add_argument("--targets", type=csv_of(str), metavar="T1,T2",
-                      help=f"comma-separated targets: onnx, executorch, ... or {EAGER} (eager)")
+                      help=f"comma-separated targets: onnx, executorch, litert, ... or {EAGER} (eager)")
     what.add_argument("--resolutions", type=csv_of(positive_int), metavar="R1,R2",
                       help="comma-separated input sizes, e.g. 128,224,320")
     what.add_argument("--baseline", help=f"model the others are compared with (default: {DEFAULT_BASELINE} if swept)")
@@ -95,6 +95,7 @@ def parser() -> argparse.ArgumentParser:
     android.add_argument("--adb", type=existing_file, help="adb executable (default: 'adb' on PATH)")
     android.add_argument("--executor-runner", type=existing_file, help="ExecuTorch executor_runner built for the phone")
     android.add_argument("--ort-perf-test", type=existing_file, help="onnxruntime_perf_test built for the phone")
+    android.add_argument("--benchmark-model", type=existing_file, help="LiteRT benchmark_model built for the phone")
     android.add_argument("--cooldown-c", type=positive_float, help="wait between cases until the CPU is below this (default: 42)")
     android.add_argument("--cooldown-max-s", type=finite_nonneg_float, help="give up waiting for the cooldown after this (default: 300)")
     android.add_argument("--cooldown-poll-s", type=positive_float, help="seconds between temperature reads (default: 5)")
@@ -140,6 +141,7 @@ def settings_from(args: argparse.Namespace) -> tuple[SweepPlan, MeasurePolicy, D
         runners={k: v for k, v in {
             "executorch": args.executor_runner or (Path(a["executor_runner"]) if "executor_runner" in a else None),
             "onnx": args.ort_perf_test or (Path(a["ort_perf_test"]) if "ort_perf_test" in a else None),
+            "litert": args.benchmark_model or (Path(a["benchmark_model"]) if "benchmark_model" in a else None),
         }.items() if v},
         cooling=CoolingPolicy(
             threshold_c=float(_pick(args.cooldown_c, a, "cooldown_c", cool.threshold_c)),

@@ -48,7 +48,8 @@ from mobexport.manifest import MANIFEST_NAME, sha256_tree
 
 CACHE_ENV = "MOBEXPORT_CACHE_DIR"
 DISABLED = ("off", "none", "0", "no", "false")
-EXPORT_PACKAGES = ("torch", "numpy", "onnx", "onnxruntime", "onnxscript", "executorch", "coremltools")
+EXPORT_PACKAGES = ("torch", "numpy", "onnx", "onnxruntime", "onnxscript", "executorch", "coremltools",
+                   "litert-torch", "ai-edge-litert", "ai-edge-quantizer")
 log = logging.getLogger(__name__)
 
 

@@ -149,7 +149,7 @@ SUITE = {
             "type": "object",
             "additionalProperties": False,
             "properties": {
-                "adb": NAME, "executor_runner": NAME, "ort_perf_test": NAME,
+                "adb": NAME, "executor_runner": NAME, "ort_perf_test": NAME, "benchmark_model": NAME,
                 "cooldown_c": {"type": "number", "minimum": 0, "maximum": 150},
                 "cooldown_max_s": {"type": "number", "minimum": 0},
                 "cooldown_poll_s": _positive_number(),

@@ -42,7 +42,7 @@ def load_suite(name_or_path: str) -> dict:
     data = _parse(path)
     check(data, "suite", f"suite '{path}'", SUITE_HINT)
     android = data.get("android", {})
-    for key in ("adb", "executor_runner", "ort_perf_test"):
+    for key in ("adb", "executor_runner", "ort_perf_test", "benchmark_model"):
         if key in android and not Path(android[key]).is_absolute():
             android[key] = str((path.parent / android[key]).resolve())
     data["name"] = path.stem

@@ -84,7 +84,7 @@ def export_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--model", required=True, help="zoo model name (see 'mobexport list')")
-    p.add_argument("--target", required=True, help="export target: onnx, executorch, coreml, tensorrt")
+    p.add_argument("--target", required=True, help="export target: onnx, executorch, coreml, tensorrt, litert")
     p.add_argument("--resolution", type=positive_int, help="input height = width (default: the model's)")
     p.add_argument("--checkpoint", type=existing_file,
                    help="trained weights (.pth/.pt/.safetensors) in the reference key format")
