@@ -22,6 +22,7 @@ from pathlib import Path
 
 from mobexport.errors import DeviceError
 from mobexport.manifest import tool_versions
+from mobexport.processes import is_alive
 
 from .device import EAGER, Availability, CaseFailed, CaseJob, Device, Measurement
 
@@ -35,16 +36,6 @@ PARENT_PID_ENV = "MOBEXPORT_CASE_PARENT_PID"
 def case_dir_prefix(pid: int | None = None) -> str:
     """``mobexport-case-PID-``: the owner's process id in the name tells a stale directory from a live one."""
     return f"{CASE_DIR_PREFIX}{os.getpid() if pid is None else pid}-"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's live process
-    return True
 
 
 def sweep_stale_case_dirs(temp_root: Path | None = None) -> list[Path]:
@@ -63,7 +54,7 @@ def sweep_stale_case_dirs(temp_root: Path | None = None) -> list[Path]:
         except OSError:
             continue
         pid = int(owner.group(1))
-        if pid != os.getpid() and not _alive(pid):
+        if pid != os.getpid() and not is_alive(pid):
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
     return removed

@@ -28,7 +28,6 @@ export into the same parent.
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import json
 import logging
@@ -44,6 +43,7 @@ from typing import Iterator
 
 from mobexport.errors import OutputDirError
 from mobexport.manifest import MANIFEST_NAME, Manifest, ManifestError, current_umask, sha256_tree
+from mobexport.processes import is_alive
 
 log = logging.getLogger(__name__)
 
@@ -343,7 +343,7 @@ def sweep_stale(parent: Path) -> list[Path]:
     removed = []
     for entry in parent.iterdir():
         pid = _owner_pid(entry.name)
-        if pid is None or pid == os.getpid() or _alive(pid):
+        if pid is None or pid == os.getpid() or is_alive(pid):
             continue
         _remove(entry)
         removed.append(entry)
@@ -359,13 +359,3 @@ def _owner_pid(name: str) -> int | None:
     return None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OSError as exc:
-        return exc.errno != errno.ESRCH
-    return True
