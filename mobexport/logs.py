@@ -28,7 +28,8 @@ QUIET, NORMAL, VERBOSE, DEBUG = -1, 0, 1, 2
 # Loggers of the libraries mobexport drives. Their warnings at import time and
 # during conversion are about their own environment, not the user's command.
 THIRD_PARTY = ("torch", "torchao", "coremltools", "executorch", "onnx", "onnxscript", "onnxruntime", "onnx_ir",
-               "matplotlib", "PIL", "sklearn", "numba", "urllib3", "py.warnings")
+               "matplotlib", "PIL", "sklearn", "numba", "urllib3", "py.warnings",
+               "litert_torch", "ai_edge_litert", "ai_edge_quantizer", "absl", "jax", "transformers")
 
 _OURS = ("mobexport", "__main__")
 _verbosity = NORMAL
