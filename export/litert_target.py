@@ -19,6 +19,7 @@ import contextlib
 import io
 import logging
 import os
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -80,9 +81,17 @@ def convert(traced: TracedProgram, path: Path) -> Path:
             model = litert_torch.convert(module, sample)
             model.export(str(path))
     except Exception as exc:
-        raise ExportError(f"LiteRT conversion failed: {_first_line(exc)}",
+        op = failing_op(str(exc))
+        where = f" at {op}" if op else ""
+        raise ExportError(f"LiteRT conversion failed{where}: {_first_line(exc)}",
                           "run with --debug for the full trace; --passes none rules out a graph rewrite") from exc
     return path
+
+
+def failing_op(text: str) -> str | None:
+    """The ATen op the converter was lowering when it failed ("While executing ... target=torch.ops.aten.X")."""
+    found = re.search(r"target=torch\.ops\.([\w.]+)", text)
+    return found.group(1) if found else None
 
 
 def delegate_coverage(path: Path) -> dict:

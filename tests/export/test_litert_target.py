@@ -9,7 +9,7 @@ import pytest
 
 from mobexport.config import ExportConfig
 from mobexport.errors import MissingDependencyError, ResolutionError, TargetOptionError
-from mobexport.export.litert_target import LiteRTTarget, delegated_nodes
+from mobexport.export.litert_target import LiteRTTarget, delegated_nodes, failing_op
 from mobexport.export.pipeline import export_model
 from mobexport.export.target import get_target, target_names
 
@@ -181,3 +181,31 @@ def test_acceptance_on_the_trained_fixture(tmp_path_factory, model, mode):
         assert drop <= 0.2, accuracy
     else:
         assert drop <= 1.0 and accuracy["top1_agreement"] >= 0.98, accuracy
+
+
+def test_failing_op_is_read_from_the_converters_message():
+    message = ("Only 1D FFT on the last dimension is currently supported.\n\nWhile executing %_fft_r2c : "
+               "[num_users=1] = call_function[target=torch.ops.aten._fft_r2c.default](args = (%x, [2, 3], 0, True))")
+    assert failing_op(message) == "aten._fft_r2c.default"
+    assert failing_op("something else went wrong") is None
+
+
+@needs_litert
+def test_an_op_the_converter_rejects_is_one_line_naming_it(tmp_path):
+    import torch
+
+    from mobexport.errors import ExportError
+    from mobexport.export.litert_target import convert
+    from mobexport.export.trace import TracedProgram
+
+    class Spectrum(torch.nn.Module):  # a 2-D FFT: litert-torch lowers only 1-D FFTs on the last dimension
+        def forward(self, x):
+            return torch.fft.rfft2(x).abs().mean(dim=(2, 3))
+
+    program = torch.export.export(Spectrum().eval(), (torch.randn(1, 3, 32, 32),))
+    traced = TracedProgram(program, 32, False, 32, 32, 32)
+    with pytest.raises(ExportError) as raised:
+        convert(traced, tmp_path / "model.tflite")
+    line = raised.value.one_line()
+    assert "\n" not in line and "at aten._fft_r2c.default" in line and "1D FFT" in line
+    assert not (tmp_path / "model.tflite").exists()
