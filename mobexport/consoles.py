@@ -27,11 +27,17 @@ def _width_for(stream) -> int | None:
     return int(columns) if columns.isdigit() and int(columns) > 0 else PIPE_WIDTH
 
 
+def _sized(width: int | None, **kwargs) -> Console:
+    # A fixed width needs a fixed height too: with only a width, rich still answers 80 columns
+    # whenever it takes the stream for a dumb terminal (TERM=dumb with FORCE_COLOR set).
+    return Console(width=width, height=None if width is None else 25, **kwargs)
+
+
 def stdout_console() -> Console:
     """Results: tables, summaries, JSON."""
-    return Console(width=_width_for(sys.stdout))
+    return _sized(_width_for(sys.stdout))
 
 
 def stderr_console() -> Console:
     """Progress, logs and error lines."""
-    return Console(stderr=True, width=_width_for(sys.stderr))
+    return _sized(_width_for(sys.stderr), stderr=True)

@@ -18,6 +18,12 @@ def _deterministic():
     yield
 
 
+@pytest.fixture(autouse=True)
+def _no_inherited_terminal_width(monkeypatch):
+    """pytest-xdist workers inherit COLUMNS=80; mobexport's piped output is wide unless a test sets COLUMNS."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+
+
 @pytest.fixture
 def out_dir(tmp_path):
     return tmp_path / "out"
