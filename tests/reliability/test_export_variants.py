@@ -96,3 +96,16 @@ def test_a_damaged_artifact_is_replaced_not_refused(tmp_path):
     (existing.artifact_dir() / "manifest.json").write_text("{ torn")
     wanted = config(tmp_path, resolution=128)
     check_replaceable(wanted, variant_of(wanted, 128, False, 1000))
+
+
+def test_the_cli_refuses_another_variant_in_one_line_and_force_gets_past_it(tmp_path, no_slow_work, capsys):
+    from mobexport.cli import main
+
+    publish_existing(tmp_path, variant_of(config(tmp_path), 96, False, 1000))
+    argv = ["--model", MODEL, "--target", "onnx", "--resolution", "128", "--static", "--out", str(tmp_path / "out")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--force" in err[0]
+    # With --force the refusal is gone: the export goes on and reaches model construction (stubbed to fail here).
+    with pytest.raises(AssertionError, match="before the model is built"):
+        main([*argv, "--force"])
