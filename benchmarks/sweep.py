@@ -30,6 +30,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, \
     TimeRemainingColumn
 
+from mobexport import logs
 from mobexport.devices.device import CaseFailed, CaseJob, Device, Measurement
 from mobexport.devices.measure import MeasurePolicy
 from mobexport.errors import OutputDirError
@@ -122,7 +123,9 @@ def _export_all(todo: list[CaseKey], out_dir: Path, prepare_case: Prepare, jobs:
         return
     # spawn: a fresh interpreter per worker, not a fork of this one's torch threads and rich console.
     context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+    # Each worker sets up logging as this command did: -v shows the converters' warnings, the default hides them.
+    with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=logs.setup,
+                                                initargs=(logs.current_verbosity(),)) as pool:
         futures = {pool.submit(_prepare_in_worker, prepare_case, case, out_dir): case for case in todo}
         progress.update(task, description=f"{len(todo)} exports, {jobs} at a time")
         for future in concurrent.futures.as_completed(futures):
