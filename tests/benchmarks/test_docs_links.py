@@ -36,5 +36,5 @@ def test_readme_test_time_is_a_measurement_with_its_machine():
     text = (ROOT / "README.md").read_text()
     assert "about 11 minutes" not in text
     section = " ".join(text[text.index("## Test"):text.index("## Layout")].split())  # lines rewrapped freely
-    assert re.search(r"on the CI machine under a load average of \d+ it took \d+ min \d+ s", section)
+    assert re.search(r"On the \d+-core CI machine \(\d{4}-\d\d-\d\d[^)]*\) the default run took \d+ min \d+ s", section)
     assert "removes the virtual environment" in section
