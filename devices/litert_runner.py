@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mobexport.errors import DeviceError
+from mobexport.errors import DeviceError, first_line
 
 from .input_shapes import AcceptedInputs
 from .runner import Runner
@@ -38,7 +38,7 @@ class LiteRTRunner(Runner):
                                            experimental_op_resolver_type=resolver)
             self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
-            raise DeviceError(f"LiteRT cannot load '{self.path.name}': {_first_line(exc)}",
+            raise DeviceError(f"LiteRT cannot load '{self.path.name}': {first_line(exc, 200)}",
                               "re-export it with this mobexport") from None
         inputs = self.interpreter.get_input_details()
         if len(inputs) != 1:
@@ -61,8 +61,3 @@ class LiteRTRunner(Runner):
         self.interpreter.set_tensor(self.input["index"], np.ascontiguousarray(x, dtype=np.float32))
         self.interpreter.invoke()
         return self.interpreter.get_tensor(self.outputs[0]["index"])
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:200] if text else type(exc).__name__

@@ -27,7 +27,8 @@ from pathlib import Path
 from mobexport.config import ExportConfig
 from mobexport.devices.input_shapes import AcceptedInputs
 from mobexport.devices.litert_runner import LiteRTRunner
-from mobexport.errors import DeviceError, ExportError, TargetOptionError
+from mobexport import logs
+from mobexport.errors import DeviceError, ExportError, TargetOptionError, first_line
 
 from .target import Lowered, Target
 from .trace import TracedProgram, example_input
@@ -83,7 +84,7 @@ def convert(traced: TracedProgram, path: Path) -> Path:
     except Exception as exc:
         op = failing_op(str(exc))
         where = f" at {op}" if op else ""
-        raise ExportError(f"LiteRT conversion failed{where}: {_first_line(exc)}",
+        raise ExportError(f"LiteRT conversion failed{where}: {first_line(exc)}",
                           "run with --debug for the full trace; --passes none rules out a graph rewrite") from exc
     return path
 
@@ -148,7 +149,7 @@ def delegated_nodes(nodes: list[dict]) -> set[int]:
 @contextlib.contextmanager
 def _quiet_converter():
     """Hide the converter's progress lines and native INFO logs unless logging at DEBUG."""
-    if logging.getLogger("mobexport").isEnabledFor(logging.DEBUG) or logging.getLogger().isEnabledFor(logging.DEBUG):
+    if logs.current_verbosity() >= logs.DEBUG:
         yield
         return
     sys.stdout.flush()
@@ -165,8 +166,3 @@ def _quiet_converter():
             os.dup2(saved[1], 2)
             os.close(saved[0])
             os.close(saved[1])
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else type(exc).__name__

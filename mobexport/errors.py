@@ -115,3 +115,9 @@ class InvalidOptionError(MobexportError):
 
 class ResourceExhaustedError(ExportError):
     """Memory, disk space or a file-size limit ran out while mobexport worked."""
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """An exception's first line of text (its type name when it has none), for a one-line message."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else type(exc).__name__

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mobexport.errors import QuantizationError
+from mobexport.errors import QuantizationError, first_line
 
 from .calibration import CalibrationSet
 
@@ -63,8 +63,7 @@ def quantize_litert(float_path: Path, out_path: Path, mode: str, calibration: Ca
                 result = qt.calibrate(data, num_threads=1)
             quantized = qt.quantize(result, enable_progress_bar=False, enable_progress_report=False)
     except Exception as exc:
-        text = str(exc).strip()
-        raise QuantizationError(f"LiteRT {mode} quantization failed: {text.splitlines()[0][:200] if text else exc!r}",
+        raise QuantizationError(f"LiteRT {mode} quantization failed: {first_line(exc, 200)}",
                                 "run with --debug for the full trace") from exc
     Path(out_path).write_bytes(bytes(quantized.quantized_model))
     return scheme
