@@ -10,7 +10,7 @@ other ``Node`` event of the trace is summed per ORT op type (after ORT's own
 fusions, so ``FusedConv`` is a conv with its activation) and divided by the
 number of runs.
 
-    python -m mobexport.benchmarks.op_profile --models mobile_former_294m,mobilenet_v3_large_100 \\
+    mobexport profile --models mobile_former_294m,mobilenet_v3_large_100 \\
         --resolution 224 --out op-profile [--target executorch]
 
 ``--target executorch`` profiles the XNNPACK program instead, with
@@ -27,12 +27,8 @@ the per-op split that of a single core, as on a phone's big core.
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
-import subprocess
-import sys
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 
@@ -40,7 +36,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from .figures import save_png
+from mobexport.benchmarks.results.figures import save_png
 
 RUNTIMES = {"onnx": "ONNX Runtime", "executorch": "ExecuTorch-XNNPACK"}
 
@@ -151,19 +147,6 @@ def profile_executorch(model: str, resolution: int, passes: str, runs: int, warm
             "total_ms": sum(r["ms"] for r in ops.values()), "ops": ops, "trace": str(trace)}
 
 
-def _run_isolated(args: argparse.Namespace, model: str, work: Path) -> dict:
-    """``profile_model`` in a fresh interpreter; its result comes back as JSON."""
-    result = work / f"{model}.json"
-    from mobexport import logs
-
-    code = (f"from mobexport import logs; logs.setup({logs.current_verbosity()}); "  # the child's noise obeys -v too
-            "import json, sys; from pathlib import Path; from mobexport.benchmarks.op_profile import profile_model; "
-            f"r = profile_model({model!r}, {args.resolution}, {args.passes!r}, {args.runs}, {args.warmup}, "
-            f"{args.threads}, Path({str(work)!r}), {args.target!r}); Path({str(result)!r}).write_text(json.dumps(r))")
-    subprocess.run([sys.executable, "-c", code], check=True)
-    return json.loads(result.read_text())
-
-
 def comparison_rows(profiles: list[dict], top: int = 12) -> list[tuple[str, list[float]]]:
     """(op type, ms per model) for the op types that take the most time across the models."""
     weight: dict[str, float] = defaultdict(float)
@@ -225,7 +208,7 @@ def plot(profiles: list[dict], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .figures import device_caption, threads_caption
+    from mobexport.benchmarks.results.figures import device_caption, threads_caption
 
     target = profiles[0].get("target", "onnx")
     rows = comparison_rows(profiles, top=8)
@@ -242,55 +225,3 @@ def plot(profiles: list[dict], path: Path) -> Path:
     fig.text(0.01, 0.01, textwrap.fill(PROFILER_NOTE[target], 110), fontsize=7, va="bottom")
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     return save_png(fig, path)
-
-
-def parser() -> argparse.ArgumentParser:
-    """``mobexport profile`` (also ``python -m mobexport.benchmarks.op_profile``)."""
-    from mobexport.options import ArgumentParser, add_verbosity_options, csv_of, nonneg_int, positive_int, writable_dir
-
-    p = ArgumentParser(prog="mobexport profile", description=__doc__.splitlines()[0],
-                       epilog="example: mobexport profile --models mobile_former_294m,mobilenet_v3_large_100 "
-                              "--resolution 224 --out op-profile\n"
-                              "Profiled times include the profiler's per-node overhead; compare models with each "
-                              "other, not with unprofiled latency.",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", type=csv_of(str), default=["mobile_former_294m", "mobilenet_v3_large_100"],
-                   metavar="M1,M2", help="comma-separated zoo models, profiled side by side "
-                                         "(default: mobile_former_294m,mobilenet_v3_large_100)")
-    p.add_argument("--resolution", type=positive_int, default=224, help="static input size (default: 224)")
-    p.add_argument("--passes", default="default", help="graph passes, as for export (default: default)")
-    p.add_argument("--runs", type=positive_int, default=50, help="profiled runs per model (default: 50)")
-    p.add_argument("--warmup", type=nonneg_int, default=10, help="runs before profiling, dropped (default: 10)")
-    p.add_argument("--threads", type=positive_int, default=1, help="runtime intra-op threads (default: 1)")
-    p.add_argument("--target", choices=sorted(RUNTIMES), default="onnx",
-                   help="onnx: ONNX Runtime's profiler; executorch: ETDump of the XNNPACK program (default: onnx)")
-    p.add_argument("--out", type=writable_dir, default=Path("op-profile"),
-                   help="where profile.json and op_time.png go (default: ./op-profile)")
-    add_verbosity_options(p)
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
-    from mobexport.consoles import stdout_console
-
-    console = stdout_console()
-    with tempfile.TemporaryDirectory() as tmp:
-        profiles = [_run_isolated(args, m, Path(tmp)) for m in args.models]
-    from mobexport.devices.local import LocalDevice
-
-    device = LocalDevice().info()
-    for prof in profiles:
-        prof.pop("trace", None)
-        prof.setdefault("device", device)
-    (args.out / "profile.json").write_text(json.dumps(profiles, indent=2))
-    print_tables(profiles, console)
-    console.print(f"wrote {args.out / 'profile.json'} and {plot(profiles, args.out / 'op_time.png')}")
-    return 0
-
-
-if __name__ == "__main__":
-    from mobexport.cli import main as mobexport_main
-
-    sys.exit(mobexport_main(["profile", *sys.argv[1:]]))

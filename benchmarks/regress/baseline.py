@@ -1,6 +1,6 @@
 """Baselines: the curves a results file is compared against, with where they came from.
 
-``benchmarks/baselines/<name>.json`` holds one entry per curve point (model,
+``benchmarks/regress/baselines/<name>.json`` holds one entry per curve point (model,
 setting, resolution) with its latency summary *and its raw samples*, so the
 comparison recomputes confidence intervals instead of trusting stored ones,
 plus provenance: device fingerprints, tool versions, git revision and dates.
@@ -26,11 +26,11 @@ from mobexport import __version__
 from mobexport.errors import BenchmarkError
 from mobexport.manifest import sha256_file
 
-from .curves import CurvePoint, points_from_records, sort_key
-from .records import BenchRecord, CaseKey, read_records
-from .safe_files import copy_durably, loads_json, read_untrusted_text, write_bytes_durably
-from .schemas import check
-from .stats import summarize
+from mobexport.benchmarks.results.curves import CurvePoint, points_from_records, sort_key
+from mobexport.benchmarks.results.records import BenchRecord, CaseKey, read_records
+from mobexport.safe_files import copy_durably, loads_json, read_untrusted_text, write_bytes_durably
+from mobexport.benchmarks.results.schemas import check
+from mobexport.benchmarks.results.stats import summarize
 
 BASELINE_SCHEMA_VERSION = 1
 BASELINE_KIND = "mobexport-baseline"

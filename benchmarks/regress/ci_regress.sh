@@ -2,16 +2,16 @@
 # CI latency-regression check: a small sweep, then `mobexport regress` against
 # the committed baseline. Run from anywhere; it works in the repository root.
 #
-#   benchmarks/ci_regress.sh                    check (exit status of mobexport regress:
+#   benchmarks/regress/ci_regress.sh                    check (exit status of mobexport regress:
 #                                               0 ok, 1 regression, 2 bad input)
-#   benchmarks/ci_regress.sh --update-baseline  measure N times and rewrite the baseline instead
-#   benchmarks/ci_regress.sh --min-effect 15%   other arguments go to mobexport regress
+#   benchmarks/regress/ci_regress.sh --update-baseline  measure N times and rewrite the baseline instead
+#   benchmarks/regress/ci_regress.sh --min-effect 15%   other arguments go to mobexport regress
 #
 # Environment:
 #   MOBEXPORT_CI_OUT       keep outputs (results, curves, plots) here; exported
 #                          artifacts there are reused by the next run
 #                          (default: a temporary directory, removed at exit)
-#   MOBEXPORT_CI_BASELINE  baseline file (default: benchmarks/baselines/ci_local_cpu.json)
+#   MOBEXPORT_CI_BASELINE  baseline file (default: benchmarks/regress/baselines/ci_local_cpu.json)
 #   MOBEXPORT_CI_BASELINE_RUNS  sweeps behind a new baseline (default: 5); several
 #                          runs let the check see the machine's run-to-run variation
 #   MOBEXPORT_CACHE_DIR    export cache shared by every run on this machine
@@ -30,7 +30,7 @@ cd "$(dirname "$0")/.."
 
 MODELS="mobile_former_52m,mobile_former_294m,mobilenet_v3_large_100"
 RESOLUTIONS="160,192,224"
-baseline="${MOBEXPORT_CI_BASELINE:-benchmarks/baselines/ci_local_cpu.json}"
+baseline="${MOBEXPORT_CI_BASELINE:-benchmarks/regress/baselines/ci_local_cpu.json}"
 
 update=0
 if [ "${1:-}" = "--update-baseline" ]; then

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from mobexport.errors import BenchmarkError
 
-from .curves import CurvePoint, points_from_records, reference_case, sort_key
-from .records import CaseKey, read_records
+from mobexport.benchmarks.results.curves import CurvePoint, points_from_records, reference_case, sort_key
+from mobexport.benchmarks.results.records import CaseKey, read_records
 
 
 @dataclass(frozen=True)

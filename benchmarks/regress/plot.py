@@ -19,10 +19,10 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
 
-from .curves import CurveId
-from .figures import device_caption, precision_caption, save_png, threads_caption
+from mobexport.benchmarks.results.curves import CurveId
+from mobexport.benchmarks.results.figures import device_caption, precision_caption, save_png, threads_caption
 from .history import History
-from .regression import PointComparison, RegressionReport, Status
+from .verdict import PointComparison, RegressionReport, Status
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 RATIO_TICKS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.33, 0.5, 0.67, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5, 2, 3, 5, 10, 20, 50,

@@ -11,9 +11,9 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from .curves import CurveId
+from mobexport.benchmarks.results.curves import CurveId
 from .history import History
-from .regression import PointComparison, RegressionReport, Status
+from .verdict import PointComparison, RegressionReport, Status
 
 STATUS_MARK = {
     Status.REGRESSED: "❌ regressed",

@@ -15,7 +15,7 @@ Two ways to apply it:
 
 * the case worker calls :func:`apply_to_runner` after building its runner
   (the hook described in docs/regression.md);
-* until then, ``python -m mobexport.benchmarks.slowdown_injection JOB RESULT``
+* until then, ``python -m mobexport.benchmarks.regress.slowdown_injection JOB RESULT``
   is a drop-in worker command for :class:`mobexport.devices.local.LocalDevice`
   (``worker_command=``) that applies it around the standard case worker.
 """

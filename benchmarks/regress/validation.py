@@ -1,8 +1,8 @@
 """How trustworthy is ``mobexport regress`` on this machine? Repeat the CI sweep and count.
 
-    python -m mobexport.benchmarks.regress_validation --baseline benchmarks/baselines/ci_local_cpu.json \\
+    python -m mobexport.benchmarks.regress.validation --baseline benchmarks/regress/baselines/ci_local_cpu.json \\
         --work /tmp/regress-validation --repeats 10
-    python -m mobexport.benchmarks.regress_validation --baseline ... --work ... --repeats 5 \\
+    python -m mobexport.benchmarks.regress.validation --baseline ... --work ... --repeats 5 \\
         --inject "mobile_former_52m@160=0.15,mobile_former_294m@224=0.15"
 
 Each repeat runs the CI sweep afresh (exported artifacts are reused from
@@ -29,9 +29,9 @@ from rich.table import Table
 from mobexport.manifest import write_text_atomic
 
 from .baseline import read_baseline
-from .curves import points_from_records
-from .records import read_records
-from .regression import RegressionSettings, Status, compare
+from mobexport.benchmarks.results.curves import points_from_records
+from mobexport.benchmarks.results.records import read_records
+from .verdict import RegressionSettings, Status, compare
 from .slowdown_injection import ENV_VAR, fraction_for, parse_injections
 
 CI_MODELS = ["mobile_former_52m", "mobile_former_294m", "mobilenet_v3_large_100"]
@@ -43,15 +43,15 @@ def measure(work: Path, label: str, repeats: int, inject: str, console: Console,
     from mobexport.devices.local import LocalDevice
     from mobexport.devices.measure import MeasurePolicy
 
-    from .plan import SweepPlan
-    from .sweep import RESULTS_NAME, run_sweep
+    from mobexport.benchmarks.sweep.plan import SweepPlan
+    from mobexport.benchmarks.sweep.run import RESULTS_NAME, run_sweep
 
     cache = work / "cache"
     device = LocalDevice()
     if inject:
         parse_injections(inject)  # refuse a malformed spec before measuring anything
         os.environ[ENV_VAR] = inject
-        device.worker_command = [sys.executable, "-m", "mobexport.benchmarks.slowdown_injection"]
+        device.worker_command = [sys.executable, "-m", "mobexport.benchmarks.regress.slowdown_injection"]
     plan = SweepPlan(models=CI_MODELS, targets=["onnx"], resolutions=CI_RESOLUTIONS, device=device.name,
                      baseline="mobilenet_v3_large_100", threads=threads)
     plan.validate()
@@ -123,7 +123,7 @@ def analyze(work: Path, label: str, baseline_path: Path, inject: str, settings: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m mobexport.benchmarks.regress_validation", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m mobexport.benchmarks.regress.validation", description=__doc__.split("\n\n")[0])
     p.add_argument("--baseline", type=Path, required=True)
     p.add_argument("--work", type=Path, required=True, help="working folder: artifact cache and one folder per run")
     p.add_argument("--repeats", type=int, default=10)

@@ -100,7 +100,7 @@ def load_results(path: Path) -> tuple[list[BenchRecord], TornTail | None]:
     JSON is a write cut short by a crash and is left out (the caller reports
     it); a bad line anywhere else is corruption and an error naming its line.
     """
-    from .safe_files import loads_json, read_untrusted_text
+    from mobexport.safe_files import loads_json, read_untrusted_text
 
     path = Path(path)
     text = read_untrusted_text(path, "results file", "run 'mobexport bench' first or fix the path")
@@ -141,7 +141,7 @@ def read_records(path: Path, notes: list[str] | None = None) -> list[BenchRecord
 
 def drop_torn_tail(path: Path, torn: TornTail) -> None:
     """Cut a torn last line off, so that the next record starts on a fresh line of its own."""
-    from .safe_files import write_failed
+    from mobexport.safe_files import write_failed
 
     try:
         with open(path, "r+b") as f:
@@ -154,7 +154,7 @@ def drop_torn_tail(path: Path, torn: TornTail) -> None:
 
 def append_record(path: Path, record: BenchRecord) -> None:
     """Append one line and fsync it, so an interrupted sweep keeps every finished case."""
-    from .safe_files import append_line_durably
+    from mobexport.safe_files import append_line_durably
 
     append_line_durably(Path(path), record.to_json(), "results file")
 

@@ -161,7 +161,7 @@ SUITE = {
 
 @lru_cache(maxsize=None)
 def _validator(key: str) -> Validator:
-    from .baseline import BASELINE_KIND, BASELINE_SCHEMA_VERSION
+    from mobexport.benchmarks.regress.baseline import BASELINE_KIND, BASELINE_SCHEMA_VERSION
 
     schemas = {"record": RECORD, "suite": SUITE, "baseline": baseline_schema(BASELINE_KIND, BASELINE_SCHEMA_VERSION)}
     Validator.check_schema(schemas[key])

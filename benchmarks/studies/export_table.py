@@ -1,9 +1,9 @@
 """Export every (model, target) pair and tabulate what the manifests say.
 
-    python -m mobexport.benchmarks.export_table --models 'cmt*,deit*' --targets onnx
-    python -m mobexport.benchmarks.export_table --models mobile_former_294m,mobilenet_v3_large_100 \\
+    python -m mobexport.benchmarks.studies.export_table --models 'cmt*,deit*' --targets onnx
+    python -m mobexport.benchmarks.studies.export_table --models mobile_former_294m,mobilenet_v3_large_100 \\
         --targets onnx,executorch,coreml,tensorrt --resolution 224
-    python -m mobexport.benchmarks.export_table --models mobile_former_26m,mobilenet_v3_small_100 \\
+    python -m mobexport.benchmarks.studies.export_table --models mobile_former_26m,mobilenet_v3_small_100 \\
         --targets onnx,executorch --quantize none,fp16,int8 --fixtures
 
 Each export runs through :func:`mobexport.export.pipeline.export_model`, exactly
@@ -119,8 +119,8 @@ def _cells(row: dict) -> list[str]:
 
 def _fixture_options(models: list[str], out: Path) -> dict[str, dict]:
     """Trained checkpoint, class count, resolution and calibration images of each model's fixture."""
-    from .fixture_training import DEFAULT_RESOLUTION, RichReporter, ensure_fixture
-    from .synthetic_shapes import NUM_CLASSES, write_png_tree
+    from mobexport.benchmarks.fixtures.training import DEFAULT_RESOLUTION, RichReporter, ensure_fixture
+    from mobexport.models.datasets.synthetic_shapes import NUM_CLASSES, write_png_tree
 
     calib_dir = out / "calibration-images"
     if not calib_dir.exists():
@@ -139,7 +139,7 @@ def markdown(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m mobexport.benchmarks.export_table", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m mobexport.benchmarks.studies.export_table", description=__doc__.split("\n")[0])
     p.add_argument("--models", default="*", help="comma-separated names or globs (default: the whole zoo)")
     p.add_argument("--targets", default="onnx")
     p.add_argument("--resolution", type=int, default=None, help="default: each model's own")

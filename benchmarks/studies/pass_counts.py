@@ -1,7 +1,7 @@
 """What the graph passes do to each zoo family: rewrites, skipped sites and op counts, one table.
 
-    python -m mobexport.benchmarks.pass_counts                      # smallest variant per family
-    python -m mobexport.benchmarks.pass_counts --models cmt_ti,mobile_former_26m --passes fold_batchnorm
+    python -m mobexport.benchmarks.studies.pass_counts                      # smallest variant per family
+    python -m mobexport.benchmarks.studies.pass_counts --models cmt_ti,mobile_former_26m --passes fold_batchnorm
 
 Each model is traced static at ``--resolution`` (or its smallest accepted
 size, if larger) and rewritten with ``run_passes`` over ``program.module()``,

@@ -8,7 +8,7 @@ export (model, target, static resolution, passes, quantization, mobexport
 version: compared through the recorded command) and its sha256 still matches.
 
 An artifact not in ``--out`` is taken from the machine-wide export cache
-(:mod:`mobexport.benchmarks.export_cache`) when an identical export is there,
+(:mod:`mobexport.benchmarks.sweep.export_cache`) when an identical export is there,
 and every fresh export is stored in it, so a sweep into a new ``--out`` (each CI
 run) does not export again what an earlier run already exported.
 """
@@ -27,7 +27,7 @@ from mobexport.errors import MobexportError
 from mobexport.export.artifact import Artifact
 from mobexport.manifest import MANIFEST_NAME, Manifest
 
-from .records import CaseKey
+from mobexport.benchmarks.results.records import CaseKey
 
 # What ``mobexport`` itself defaults the target options to (see mobexport/cli.py).
 DEFAULT_TARGET_OPTIONS = {"backend": "xnnpack", "precision": None, "deployment_target": "iOS16",

@@ -45,12 +45,12 @@ from mobexport.options import (
 # Only light modules above: the sweep, the export pipeline and torch are imported
 # once the command line and the device have been checked (see main), so a
 # refusal takes no longer than parsing.
-from .out_lock import locked_out_dir
+from mobexport.out_lock import locked_out_dir
 from .plan import SweepPlan
-from .records import read_records
-from .safe_files import write_failed, write_text_durably
+from mobexport.benchmarks.results.records import read_records
+from mobexport.safe_files import write_failed, write_text_durably
 from .suite import list_suites, load_suite
-from .sweep import RESULTS_NAME, run_sweep
+from .run import RESULTS_NAME, run_sweep
 
 DEFAULT_OUT = Path("bench-out")
 DEFAULT_BASELINE = "mobilenet_v3_large_100"
@@ -166,7 +166,7 @@ SUMMARY_NAME, CSV_NAME = "summary.md", "curves.csv"
 
 def derived_outputs(out_dir: Path) -> list[Path]:
     """The files a sweep derives from results.jsonl (and rewrites on every run)."""
-    from .sweep_plots import PLOT_FILES
+    from .plots import PLOT_FILES
 
     return [out_dir / name for name in (SUMMARY_NAME, CSV_NAME, *PLOT_FILES)]
 
@@ -217,9 +217,9 @@ def write_outputs(out_dir: Path, baseline: str | None, title: str, policy: Measu
     Each file is written to a temporary file beside it, fsynced and renamed
     into place: an interrupted or out-of-space run leaves the previous one.
     """
-    from .curve_table import csv_text, curve_rows
-    from .sweep_plots import plot_sweep
-    from .sweep_summary import markdown
+    from mobexport.benchmarks.results.curves import csv_text, curve_rows
+    from .plots import plot_sweep
+    from .summary import markdown
 
     results = out_dir / RESULTS_NAME
     if not results.exists():
@@ -245,10 +245,10 @@ def write_outputs(out_dir: Path, baseline: str | None, title: str, policy: Measu
 
 
 def print_report(console: Console, rows: list[dict], baseline: str | None, out_dir: Path) -> None:
-    from .curve_table import crossovers, setting_key
-    from .sweep import RESULTS_NAME
-    from .sweep_plots import PLOT_FILES
-    from .sweep_summary import rich_table
+    from mobexport.benchmarks.results.curves import crossovers, setting_key
+    from .run import RESULTS_NAME
+    from .plots import PLOT_FILES
+    from .summary import rich_table
 
     for setting in sorted({setting_key(r) for r in rows if r["status"] == "ok"}):
         console.print(rich_table(rows, setting))

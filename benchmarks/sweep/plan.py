@@ -15,7 +15,7 @@ from mobexport.config import ExportConfig
 from mobexport.devices.device import EAGER
 from mobexport.errors import BenchmarkError
 
-from .records import CaseKey
+from mobexport.benchmarks.results.records import CaseKey
 
 
 @dataclass
@@ -33,7 +33,7 @@ class SweepPlan:
     extra: dict = field(default_factory=dict)
 
     def validate(self) -> None:
-        from mobexport.benchmarks.bench_artifacts import DEFAULT_TARGET_OPTIONS
+        from mobexport.benchmarks.sweep.artifacts import DEFAULT_TARGET_OPTIONS
         from mobexport.export.pipeline import check_compiler_options
         from mobexport.export.target import get_target
         from mobexport.models import get_spec  # imports torch: only once the cheap checks have passed

@@ -25,11 +25,11 @@ from typing import Iterable
 
 import numpy as np
 
-from .change_intervals import bootstrap_ratio_of_medians
-from .curve_table import METRICS, crossovers, latest_by_case, setting_key, setting_label
-from .figures import device_caption, precision_caption, save_png, threads_caption
-from .records import BenchRecord
-from .stats import BOOTSTRAP_SEED
+from mobexport.benchmarks.results.change_intervals import bootstrap_ratio_of_medians
+from mobexport.benchmarks.results.curves import METRICS, crossovers, latest_by_case, setting_key, setting_label
+from mobexport.benchmarks.results.figures import device_caption, precision_caption, save_png, threads_caption
+from mobexport.benchmarks.results.records import BenchRecord
+from mobexport.benchmarks.results.stats import BOOTSTRAP_SEED
 
 # metric column -> file name of its plot against resolution
 RESOLUTION_PLOTS = {

@@ -36,10 +36,10 @@ from mobexport.devices.measure import MeasurePolicy
 from mobexport.errors import OutputDirError
 from mobexport.manifest import vcs_revision
 
-from .bench_artifacts import Prepared, prepare
+from .artifacts import Prepared, prepare
 from .plan import SweepPlan
-from .records import BenchRecord, CaseKey, append_record, done_keys, drop_torn_tail, load_results
-from .stats import summarize
+from mobexport.benchmarks.results.records import BenchRecord, CaseKey, append_record, done_keys, drop_torn_tail, load_results
+from mobexport.benchmarks.results.stats import summarize
 
 RESULTS_NAME = "results.jsonl"
 Prepare = Callable[..., Prepared]

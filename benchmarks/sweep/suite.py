@@ -1,4 +1,4 @@
-"""Predefined sweeps: ``benchmarks/suites/NAME.toml`` (or ``.json``), chosen with ``--suite NAME``.
+"""Predefined sweeps: ``benchmarks/sweep/suites/NAME.toml`` (or ``.json``), chosen with ``--suite NAME``.
 
 A suite holds the same settings as the ``bench`` command line (options given
 on the command line win). Relative runner paths in an ``[android]`` table are
@@ -11,8 +11,8 @@ from pathlib import Path
 
 from mobexport.errors import BenchmarkError
 
-from .safe_files import loads_json, read_untrusted_text
-from .schemas import check
+from mobexport.safe_files import loads_json, read_untrusted_text
+from mobexport.benchmarks.results.schemas import check
 
 SUITES_DIR = Path(__file__).parent / "suites"
 SUITE_HINT = "see docs/benchmarking.md for the suite format"

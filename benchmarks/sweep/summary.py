@@ -8,7 +8,7 @@ from rich.table import Table
 
 from mobexport.manifest import write_text_atomic
 
-from .curve_table import METRICS, crossovers, setting_key, setting_label
+from mobexport.benchmarks.results.curves import METRICS, crossovers, setting_key, setting_label
 
 TABLE_COLUMNS = (
     ("model", "model"), ("res", "resolution"), ("median ms", "latency_median_ms"), ("95% CI ms", None),

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from mobexport.benchmarks.op_profile import (comparison_rows, etdump_per_op_kind, per_op_type, profile_events,
+from mobexport.benchmarks.profile.ops import (comparison_rows, etdump_per_op_kind, per_op_type, profile_events,
                                               profile_model)
 
 

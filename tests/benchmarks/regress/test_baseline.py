@@ -8,16 +8,16 @@ import os
 import numpy as np
 import pytest
 
-from mobexport.benchmarks import baseline as baseline_module
-from mobexport.benchmarks.baseline import (
+from mobexport.benchmarks.regress import baseline as baseline_module
+from mobexport.benchmarks.regress.baseline import (
     BASELINE_SCHEMA_VERSION,
     Baseline,
     baseline_from_results,
     read_baseline,
     write_baseline,
 )
-from mobexport.benchmarks.curves import points_from_records
-from mobexport.benchmarks.regression import compare
+from mobexport.benchmarks.results.curves import points_from_records
+from mobexport.benchmarks.regress.verdict import compare
 from mobexport.errors import BenchmarkError, OutputDirError
 
 
@@ -53,7 +53,7 @@ def test_round_trip_keeps_samples_costs_and_provenance(make_results, tmp_path):
 def test_a_baseline_compares_like_its_results(make_results, tmp_path):
     results = make_results("base", seed=0)
     baseline_from_results(results, tmp_path / "b.json")
-    from mobexport.benchmarks.records import read_records
+    from mobexport.benchmarks.results.records import read_records
 
     direct = points_from_records(read_records(results))
     report = compare(read_baseline(tmp_path / "b.json").points, direct)
@@ -182,9 +182,9 @@ def test_committed_ci_baseline_matches_the_ci_sweep():
     import re
     from pathlib import Path
 
-    repo = Path(__file__).resolve().parents[2]
-    baseline = read_baseline(repo / "benchmarks" / "baselines" / "ci_local_cpu.json")
-    script = (repo / "benchmarks" / "ci_regress.sh").read_text()
+    repo = Path(__file__).resolve().parents[3]
+    baseline = read_baseline(repo / "benchmarks" / "regress" / "baselines" / "ci_local_cpu.json")
+    script = (repo / "benchmarks" / "regress" / "ci_regress.sh").read_text()
     models = re.search(r'^MODELS="([^"]+)"', script, re.M).group(1).split(",")
     resolutions = [int(r) for r in re.search(r'^RESOLUTIONS="([^"]+)"', script, re.M).group(1).split(",")]
     assert {(c.model, c.target, c.resolution) for c in baseline.points} == {

@@ -1,4 +1,4 @@
-"""benchmarks/ci_regress.sh's control flow, with a stand-in for 'mobexport bench' (the real sweep takes minutes)."""
+"""benchmarks/regress/ci_regress.sh's control flow, with a stand-in for 'mobexport bench' (the real sweep takes minutes)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / "benchmarks" / "ci_regress.sh"
+REPO = Path(__file__).resolve().parents[3]
+SCRIPT = REPO / "benchmarks" / "regress" / "ci_regress.sh"
 
 # 'mobexport bench ... --out DIR' copies the next prepared results file into DIR and exits
 # with $FAKE_BENCH_STATUS; any other 'mobexport' command is the real CLI.

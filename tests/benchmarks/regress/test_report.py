@@ -6,10 +6,10 @@ import re
 
 import pytest
 
-from mobexport.benchmarks import regress_plot
-from mobexport.benchmarks.records import CaseKey
-from mobexport.benchmarks.regress_report import comparison_markdown
-from mobexport.benchmarks.regression import PointComparison, RegressionReport, RegressionSettings, Status
+from mobexport.benchmarks.regress import plot as regress_plot
+from mobexport.benchmarks.results.records import CaseKey
+from mobexport.benchmarks.regress.report import comparison_markdown
+from mobexport.benchmarks.regress.verdict import PointComparison, RegressionReport, RegressionSettings, Status
 
 PROVENANCE = {"devices": [{"name": "local", "cpu": "AMD EPYC", "cores": 2}]}
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from mobexport.benchmarks import slowdown_injection as inj
+from mobexport.benchmarks.regress import slowdown_injection as inj
 from mobexport.errors import BenchmarkError
 
 

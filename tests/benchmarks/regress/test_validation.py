@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from mobexport.benchmarks.baseline import Baseline, write_baseline
-from mobexport.benchmarks.regress_validation import analyze
-from mobexport.benchmarks.regression import RegressionSettings
+from mobexport.benchmarks.regress.baseline import Baseline, write_baseline
+from mobexport.benchmarks.regress.validation import analyze
+from mobexport.benchmarks.regress.verdict import RegressionSettings
 
 
 def test_counts_false_alarms_and_detections(synthetic, tmp_path):
     from datetime import datetime, timezone
 
-    from mobexport.benchmarks.records import append_record
+    from mobexport.benchmarks.results.records import append_record
 
     baseline = write_baseline(Baseline.from_records(synthetic(seed=0), name="b"), tmp_path / "b.json")
     inject = "mobile_former_52m@160=0.3"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mobexport.benchmarks.change_intervals import (
+from mobexport.benchmarks.results.change_intervals import (
     bootstrap_ratio_of_medians,
     point_level,
     prediction_half_width,

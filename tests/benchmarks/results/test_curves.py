@@ -8,9 +8,9 @@ import io
 import numpy as np
 import pytest
 
-from mobexport.benchmarks.curve_table import COLUMNS, crossovers, csv_text, curve_rows, latest_by_case
-from mobexport.benchmarks.records import BenchRecord, CaseKey
-from mobexport.benchmarks.stats import summarize
+from mobexport.benchmarks.results.curves import COLUMNS, crossovers, csv_text, curve_rows, latest_by_case
+from mobexport.benchmarks.results.records import BenchRecord, CaseKey
+from mobexport.benchmarks.results.stats import summarize
 
 RESOLUTIONS = (128, 160, 192, 224, 256, 320)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mobexport.benchmarks.stats import bootstrap_median_ci, summarize
+from mobexport.benchmarks.results.stats import bootstrap_median_ci, summarize
 
 
 def test_summary_of_known_samples():

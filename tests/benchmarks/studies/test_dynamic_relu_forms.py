@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from mobexport.benchmarks import dynamic_relu_forms as bench
+from mobexport.benchmarks.studies import dynamic_relu_forms as bench
 
 
 @pytest.mark.slow

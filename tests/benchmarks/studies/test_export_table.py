@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from mobexport.benchmarks import export_table
+from mobexport.benchmarks.studies import export_table
 
 pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from mobexport.benchmarks.quant_latency import latency_weights
+from mobexport.benchmarks.studies.quant_latency import latency_weights
 from mobexport.models import create_model
 
 
@@ -26,7 +26,7 @@ def test_a_pair_whose_export_fails_is_skipped_with_its_reason(monkeypatch):
 
     from rich.console import Console
 
-    from mobexport.benchmarks import quant_latency
+    from mobexport.benchmarks.studies import quant_latency
     from mobexport.errors import ParityError
 
     def fake_export(model, target, mode, args):

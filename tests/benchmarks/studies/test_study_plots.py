@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from mobexport.benchmarks import op_profile, quant_latency
+from mobexport.benchmarks.profile import ops as op_profile
+from mobexport.benchmarks.studies import quant_latency
 
 DEVICE = {"name": "local", "cpu": "AMD EPYC", "cores": 2}
 ROWS = [dict(model="mobile_former_294m", target="onnx", fp32_ms=20.36, int8_ms=41.96),

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from mobexport import __version__
-from mobexport.benchmarks.bench_artifacts import export_command, export_config, reusable, variant_dir
-from mobexport.benchmarks.records import CaseKey
+from mobexport.benchmarks.sweep.artifacts import export_command, export_config, reusable, variant_dir
+from mobexport.benchmarks.results.records import CaseKey
 from mobexport.manifest import Manifest, sha256_tree
 
 CASE = CaseKey(model="mobilenet_v3_small_100", target="onnx", resolution=160)

@@ -10,7 +10,7 @@ import pytest
 
 from mobexport.cli import main
 
-from ..devices.conftest import FAKE_ORT_PERF_TEST, phone, phones  # noqa: F401  (fixtures)
+from ...devices.conftest import FAKE_ORT_PERF_TEST, phone, phones  # noqa: F401  (fixtures)
 
 SMALL = "mobilenet_v3_small_100"
 # One model and no baseline measured: no latency x baseline plot (test_sweep_plots covers it).

@@ -7,10 +7,10 @@ import logging
 
 import pytest
 
-from mobexport.benchmarks import export_cache
-from mobexport.benchmarks.bench_artifacts import export_command, export_config, prepare
-from mobexport.benchmarks.export_cache import ExportCache, cache_key, default_cache_dir
-from mobexport.benchmarks.records import CaseKey
+from mobexport.benchmarks.sweep import export_cache
+from mobexport.benchmarks.sweep.artifacts import export_command, export_config, prepare
+from mobexport.benchmarks.sweep.export_cache import ExportCache, cache_key, default_cache_dir
+from mobexport.benchmarks.results.records import CaseKey
 from mobexport.export.artifact import Artifact
 from mobexport.manifest import Manifest, sha256_tree
 

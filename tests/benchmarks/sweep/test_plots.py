@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from mobexport.benchmarks.curve_table import METRICS, curve_rows
-from mobexport.benchmarks.figures import device_caption, precision_caption, threads_caption
-from mobexport.benchmarks.records import BenchRecord, CaseKey
-from mobexport.benchmarks.sweep_plots import (
+from mobexport.benchmarks.results.curves import METRICS, curve_rows
+from mobexport.benchmarks.results.figures import device_caption, precision_caption, threads_caption
+from mobexport.benchmarks.results.records import BenchRecord, CaseKey
+from mobexport.benchmarks.sweep.plots import (
     PLOT_FILES, common_caption, plot_sweep, ratio_crossings, ratio_points, setting_caption)
 
-from .test_curve_table import curves
+from ..results.test_curves import curves
 
 DEVICE = {"name": "local", "cpu": "AMD EPYC", "cores": 2}
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from mobexport.benchmarks.bench_artifacts import Prepared
-from mobexport.benchmarks.plan import SweepPlan
-from mobexport.benchmarks.records import read_records
-from mobexport.benchmarks.sweep import run_sweep
+from mobexport.benchmarks.sweep.artifacts import Prepared
+from mobexport.benchmarks.sweep.plan import SweepPlan
+from mobexport.benchmarks.results.records import read_records
+from mobexport.benchmarks.sweep.run import run_sweep
 from mobexport.devices.android import AndroidDevice
 from mobexport.devices.device import DeviceDisconnectedError
 from mobexport.devices.local import LocalDevice
@@ -21,7 +21,7 @@ from mobexport.errors import ExportError
 from mobexport.export.artifact import Artifact
 from mobexport.manifest import Manifest, sha256_tree
 
-from ..devices.conftest import FAKE_ORT_PERF_TEST, phone, phones, tiny_onnx  # noqa: F401  (fixtures)
+from ...devices.conftest import FAKE_ORT_PERF_TEST, phone, phones, tiny_onnx  # noqa: F401  (fixtures)
 
 QUICK = MeasurePolicy(min_time_s=0.03, min_iters=5, max_iters=100, warmup_time_s=0.0, min_warmup=2)
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from mobexport.benchmarks.plan import SweepPlan
-from mobexport.benchmarks.suite import list_suites, load_suite
+from mobexport.benchmarks.sweep.plan import SweepPlan
+from mobexport.benchmarks.sweep.suite import list_suites, load_suite
 from mobexport.errors import BenchmarkError
 
 

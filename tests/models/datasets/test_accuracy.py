@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from mobexport.benchmarks import accuracy as acc
-from mobexport.benchmarks.synthetic_shapes import NUM_CLASSES, generate
+from mobexport.models.datasets import accuracy as acc
+from mobexport.models.datasets.synthetic_shapes import NUM_CLASSES, generate
 from mobexport.models import get_spec
 
 MODEL = "mobilenet_v3_small_100"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from mobexport.benchmarks import synthetic_shapes as ss
+from mobexport.models.datasets import synthetic_shapes as ss
 from mobexport.errors import MobexportError, OutputDirError
 
 
