@@ -4,7 +4,7 @@
 docstring); this script measures them against the untouched graph so the
 pass's default is a measured choice, not a guess::
 
-    python -m mobexport.benchmarks.dynamic_relu_forms \\
+    python -m mobexport.benchmarks.studies.dynamic_relu_forms \\
         --models mobile_former_52m,mobile_former_294m --resolution 224
 
 Cases: each model (``fold_batchnorm`` applied to every variant, so only the
@@ -32,6 +32,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from mobexport.devices.interleaved import time_interleaved
 from mobexport.export.passes.fold_batchnorm import FoldBatchnormPass
 from mobexport.export.passes.fold_dynamic_relu import FORMS, FoldDynamicReluPass
 from mobexport.export.passes.manager import run_passes
@@ -39,7 +40,7 @@ from mobexport.export.trace import TracedProgram, example_input, trace
 from mobexport.models import create_model, get_spec
 from mobexport.models.mobile_former import DynamicReLU, DynamicReLUHyper
 
-from .stats import summarize
+from mobexport.benchmarks.results.stats import summarize
 
 VARIANTS = ("original",) + FORMS
 RUNTIMES = ("onnxruntime", "xnnpack")
@@ -164,13 +165,12 @@ def measure(built: dict, cases: list[str], resolution: int, rounds: int, iters: 
             reference = runners["original"].infer(x)
             scale = max(float(np.abs(reference).max()), 1e-6)
             errors = {v: float(np.abs(r.infer(x) - reference).max()) / scale for v, r in runners.items()}
-            samples: dict[str, list[float]] = {v: [] for v in VARIANTS}
-            for round_index in range(rounds):
-                order = VARIANTS[round_index % len(VARIANTS):] + VARIANTS[:round_index % len(VARIANTS)]
-                for v in order:
-                    progress.update(task, description=f"{runtime} {case} {v}")
-                    samples[v].extend(s * 1e3 for s in runners[v].time(x, warmup=2, iters=iters))
-                    progress.advance(task)
+            def turn(v: str) -> list[float]:
+                progress.update(task, description=f"{runtime} {case} {v}")
+                return [s * 1e3 for s in runners[v].time(x, warmup=2, iters=iters)]
+
+            samples = time_interleaved({v: (lambda v=v: turn(v)) for v in VARIANTS}, rounds, order="rotate",
+                                       on_turn=lambda _: progress.advance(task)).samples
             for r in runners.values():
                 r.deactivate()
             base = summarize(samples["original"]).median

@@ -1,6 +1,6 @@
 """Which spelling of each fused op runs fastest on each target: the measurements behind kernels/*.py.
 
-    python -m mobexport.benchmarks.passes_benchmark --kernels [--out DIR] [--rounds N] [--threads 1]
+    python -m mobexport.benchmarks.studies.passes_benchmark --kernels [--out DIR] [--rounds N] [--threads 1]
 
 For ``mobexport::token_softmax`` every candidate in
 ``kernels.token_softmax.CANDIDATES`` is dropped into the same Mobile<-Former
@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from .passes_benchmark import Case, time_interleaved
+from .passes_benchmark import Case, time_cases
 
 CHANNELS, SIZE, TOKENS, HEADS, TOKEN_DIM = 24, 56, 6, 2, 192
 
@@ -81,7 +81,7 @@ def run(out: Path, rounds: int, threads: int) -> dict:
     results = {}
     for target in ("onnx", "executorch"):
         group = [c for c in cases if c.target == target]
-        load = time_interleaved(group, rounds, 3, threads)
+        load = time_cases(group, rounds, 3, threads)
         table = Table(title=f"token_softmax candidates on {target} ({CHANNELS}x{SIZE}x{SIZE} map, T={TOKENS}; "
                             f"{threads} thread(s), load {load['mean']:.1f})")
         for col in ("candidate", "median ms", "min ms", "XNNPACK subgraphs / portable ops"):

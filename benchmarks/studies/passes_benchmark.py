@@ -1,8 +1,8 @@
 """What the default graph passes buy: latency with ``--passes default`` vs ``--passes none``, side by side.
 
-    python -m mobexport.benchmarks.passes_benchmark [--models ...] [--targets onnx,executorch]
+    python -m mobexport.benchmarks.studies.passes_benchmark [--models ...] [--targets onnx,executorch]
         [--resolutions 224,512] [--out DIR] [--rounds 40] [--threads 1] [--rebuild]
-    python -m mobexport.benchmarks.passes_benchmark --kernels     # token_softmax lowering candidates
+    python -m mobexport.benchmarks.studies.passes_benchmark --kernels     # token_softmax lowering candidates
 
 Every (model, passes, target, resolution) artifact is built with the normal
 export pipeline (parity-checked; reused from ``--out`` when already there),
@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -84,58 +83,33 @@ def build(case: Case, out: Path, rebuild: bool, export_resolution: int) -> None:
 
 # --------------------------------------------------------------------------- timing
 
-WORKER = r"""
-import json, sys, time
-import numpy as np
-spec = json.loads(sys.argv[1])
-from mobexport.export.target import get_target
-runner = get_target(spec["target"]).load(spec["artifact"], spec["manifest"], device="cpu")
-runner.threads = spec["threads"]
-runner.activate()
-x = np.random.default_rng(0).standard_normal((1, 3, spec["resolution"], spec["resolution"])).astype(np.float32)
-for _ in range(3):
-    runner.infer(x)
-print("ready", flush=True)
-for line in sys.stdin:
-    samples = []
-    for _ in range(int(line)):
-        start = time.perf_counter()
-        runner.infer(x)
-        samples.append((time.perf_counter() - start) * 1e3)
-    print(" ".join(f"{s:.4f}" for s in samples), flush=True)
-"""
+def time_cases(cases: list[Case], rounds: int, per_round: int, threads: int, progress=None, task=None) -> dict:
+    """Time ``cases`` interleaved, one worker process each (:mod:`mobexport.devices.interleaved`); returns the load average seen."""
+    from contextlib import ExitStack
 
+    from mobexport.devices.device import CaseJob
+    from mobexport.devices.interleaved import RunnerProcess, time_interleaved
 
-def time_interleaved(cases: list[Case], rounds: int, per_round: int, threads: int, progress=None, task=None) -> dict:
-    """Time ``cases`` round-robin, one worker process each; returns the load average seen."""
-    workers = {}
-    try:
-        for case in cases:
-            spec = {"target": case.target, "artifact": str(case.artifact), "manifest": case.manifest,
-                    "resolution": case.resolution, "threads": threads}
-            workers[case.key] = subprocess.Popen([sys.executable, "-c", WORKER, json.dumps(spec)], text=True,
-                                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        for case in cases:
-            line = workers[case.key].stdout.readline().strip()
-            if line != "ready":
-                raise RuntimeError(f"worker for {case.key} failed to load its artifact")
-        loads = [os.getloadavg()[0]]
-        for r in range(rounds):
-            order = cases[r % len(cases):] + cases[:r % len(cases)]
-            for case in order:
-                proc = workers[case.key]
-                proc.stdin.write(f"{per_round}\n")
-                proc.stdin.flush()
-                case.samples_ms.extend(float(s) for s in proc.stdout.readline().split())
-            loads.append(os.getloadavg()[0])
-            if progress is not None:
+    with ExitStack() as stack:
+        workers = {case.key: stack.enter_context(RunnerProcess(
+            CaseJob(kind=case.target, model=case.model, resolution=case.resolution, threads=threads,
+                    artifact_path=case.artifact, manifest=case.manifest, label=case.key))) for case in cases}
+        for worker in workers.values():
+            worker.wait_ready()
+        by_key = {case.key: case for case in cases}
+
+        turns_taken = [0]
+
+        def after_turn(key: str) -> None:  # the progress bar counts rounds
+            turns_taken[0] += 1
+            if progress is not None and turns_taken[0] % len(cases) == 0:
                 progress.advance(task)
-        return {"min": min(loads), "max": max(loads), "mean": sum(loads) / len(loads)}
-    finally:
-        for proc in workers.values():
-            if proc.stdin:
-                proc.stdin.close()
-            proc.wait(timeout=60)
+
+        times = time_interleaved({key: (lambda w=worker: w.turn(per_round)) for key, worker in workers.items()},
+                                 rounds, order="rotate", on_turn=after_turn)
+    for key, samples in times.samples.items():
+        by_key[key].samples_ms.extend(samples)
+    return times.load_average
 
 
 # --------------------------------------------------------------------------- reporting
@@ -238,7 +212,7 @@ def run(args) -> dict:
         for target, res in groups:
             group = [c for c in cases if c.target == target and c.resolution == res]
             progress.update(task, description=f"time {target} @{res}")
-            loads.setdefault(target, {})[res] = time_interleaved(group, args.rounds, args.per_round, args.threads,
+            loads.setdefault(target, {})[res] = time_cases(group, args.rounds, args.per_round, args.threads,
                                                                   progress, task)
     summary = summarize(cases, {t: {r: round(v["mean"], 1) for r, v in d.items()} for t, d in loads.items()},
                         args.threads)

@@ -1,6 +1,6 @@
 """int8 vs fp32 latency on this CPU, measured side by side, one process per case.
 
-``python -m mobexport.benchmarks.quant_latency --models mobile_former_294m,mobilenet_v3_large_100
+``python -m mobexport.benchmarks.studies.quant_latency --models mobile_former_294m,mobilenet_v3_large_100
 --targets onnx,executorch --resolution 224 --calib DIR``
 
 exports each (model, target) twice, fp32 and ``--quantize int8`` (artifacts are
@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import statistics
 import sys
 from pathlib import Path
@@ -42,19 +41,20 @@ from rich.table import Table
 
 from mobexport.config import ExportConfig
 from mobexport.devices.device import CaseJob
+from mobexport.devices.interleaved import time_interleaved
 from mobexport.devices.local import LocalDevice
 from mobexport.devices.measure import MeasurePolicy
 from mobexport.errors import MobexportError
 from mobexport.export.artifact import Artifact
 from mobexport.manifest import write_text_atomic
 
-from .figures import device_caption, save_png, threads_caption
+from mobexport.benchmarks.results.figures import device_caption, save_png, threads_caption
 
 MODES = ("none", "int8")
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m mobexport.benchmarks.quant_latency",
+    p = argparse.ArgumentParser(prog="python -m mobexport.benchmarks.studies.quant_latency",
                                 description="int8 vs fp32 latency, side by side, one process per case.")
     p.add_argument("--models", default="mobile_former_294m,mobilenet_v3_large_100")
     p.add_argument("--targets", default="onnx,executorch")
@@ -140,22 +140,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         device = LocalDevice()
         policy = MeasurePolicy(min_time_s=args.min_time, min_iters=10, warmup_time_s=0.3)
-        medians: dict[tuple, list[float]] = {c[:3]: [] for c in cases}
-        rng = random.Random(args.seed)
         from rich.progress import Progress
+
+        def turn(model: str, target: str, mode: str, artifact: Artifact) -> list[float]:
+            """One case measured in its own process: the median of its samples (ms)."""
+            job = CaseJob(kind=target, model=model, resolution=args.resolution, threads=args.threads,
+                          artifact_path=artifact.path, manifest=json.loads(artifact.manifest.to_json()),
+                          policy=policy, label=mode)
+            return [statistics.median(device.measure(job).samples_s) * 1e3]
 
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task("measuring", total=args.rounds * len(cases))
-            for _ in range(args.rounds):
-                order = cases[:]
-                rng.shuffle(order)
-                for model, target, mode, artifact in order:
-                    job = CaseJob(kind=target, model=model, resolution=args.resolution, threads=args.threads,
-                                  artifact_path=artifact.path, manifest=json.loads(artifact.manifest.to_json()),
-                                  policy=policy, label=mode)
-                    measurement = device.measure(job)
-                    medians[(model, target, mode)].append(statistics.median(measurement.samples_s) * 1e3)
-                    progress.advance(task)
+            medians = time_interleaved({c[:3]: (lambda c=c: turn(*c)) for c in cases}, args.rounds, order="shuffle",
+                                       seed=args.seed, on_turn=lambda _: progress.advance(task)).samples
     except MobexportError as exc:
         console.print(f"[bold red]error:[/] {exc.one_line()}")
         return exc.exit_code
