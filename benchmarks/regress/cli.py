@@ -24,11 +24,11 @@ from mobexport.errors import BenchmarkError
 from mobexport.options import ArgumentParser, add_verbosity_options, positive_int
 
 from .baseline import baseline_from_results, provenance_of, read_baseline
-from .curves import points_from_records
-from .records import read_records
-from .safe_files import write_text_durably
-from .regression import DEFAULT_MIN_EFFECT, DEFAULT_REFERENCE, MODES, RegressionSettings, compare
-from .stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
+from mobexport.benchmarks.results.curves import points_from_records
+from mobexport.benchmarks.results.records import read_records
+from mobexport.safe_files import write_text_durably
+from .verdict import DEFAULT_MIN_EFFECT, DEFAULT_REFERENCE, MODES, ON_OTHER_DEVICE, RegressionSettings, compare
+from mobexport.benchmarks.results.stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--resamples", type=positive_int, default=BOOTSTRAP_RESAMPLES,
                    help=f"bootstrap resamples (default: {BOOTSTRAP_RESAMPLES})")
     p.add_argument("--seed", type=int, default=BOOTSTRAP_SEED, help="bootstrap seed (fixed, so verdicts repeat)")
-    p.add_argument("--on-other-device", choices=("judge", "warn"), default="judge",
+    p.add_argument("--on-other-device", choices=ON_OTHER_DEVICE, default="judge",
                    help="when the baseline's device fingerprint differs from this run's: judge latency anyway "
                         "(default), or report slowdowns as warnings that do not fail the run")
     p.add_argument("--markdown", type=Path, metavar="FILE", help="also write the markdown report here")
@@ -101,7 +101,7 @@ def main(argv: Sequence[str]) -> int:
         return _history(args, console)
     if args.results is None or args.baseline is None:
         raise BenchmarkError("both --results and --baseline are needed", "e.g. mobexport regress --baseline "
-                             "benchmarks/baselines/ci_local_cpu.json --results out/results.jsonl")
+                             "benchmarks/regress/baselines/ci_local_cpu.json --results out/results.jsonl")
     if args.update_baseline:
         _refuse_writing_inputs(args.results, [("--baseline", args.baseline)])
         return _update_baseline(args, console)
@@ -148,7 +148,7 @@ def _refuse_writing_inputs(inputs, outputs: list[tuple[str, Path]]) -> None:
 def _holds_measurements(path: Path) -> bool:
     """Whether ``path`` is an existing results file or baseline (data a report must never replace)."""
     from .baseline import _is_baseline_file
-    from .records import load_results
+    from mobexport.benchmarks.results.records import load_results
 
     if not Path(path).is_file():
         return False
@@ -188,25 +188,17 @@ def _update_baseline(args, console: Console) -> int:
 
 
 def _compare(args, console: Console) -> int:
-    from .regress_plot import default_plot_path, plot_comparison
-    from .regress_report import comparison_markdown, print_comparison
+    from .plot import default_plot_path, plot_comparison
+    from .report import comparison_markdown, print_comparison
 
     settings = RegressionSettings(mode=args.mode, reference=args.reference, min_effect=args.min_effect,
                                   confidence=args.confidence, resamples=args.resamples, seed=args.seed)
     baseline = read_baseline(args.baseline)
     notes: list[str] = []
     records = read_records(args.results, notes)
-    report = compare(baseline.points, points_from_records(records, str(args.results)), settings)
-    report.baseline_provenance = baseline.provenance
-    report.current_provenance = provenance_of(records, args.results)
-    other_device = _fingerprints(baseline.provenance) != _fingerprints(report.current_provenance)
-    if other_device and args.on_other_device == "warn":
-        report.latency_advisory = True
-        report.warnings.append("the baseline was measured on another device: latency changes are reported, not "
-                               "failed (refresh the baseline on this device to judge them)")
-    elif other_device and not settings.relative:
-        report.warnings.append("absolute mode across different device fingerprints: a speed difference between the "
-                               "machines counts as a change (use relative mode, or a baseline from this device)")
+    report = compare(baseline.points, points_from_records(records, str(args.results)), settings,
+                     baseline_provenance=baseline.provenance, current_provenance=provenance_of(records, args.results),
+                     on_other_device=args.on_other_device)
 
     plot_path = None
     if not args.no_plot:
@@ -230,16 +222,10 @@ def _compare(args, console: Console) -> int:
     return report.exit_status
 
 
-def _fingerprints(provenance: dict) -> list[dict]:
-    """What decides a device's relative speeds: its name, CPU and ISA, core count (not the OS build or a pinned list)."""
-    keys = ("name", "cpu", "cpu_id", "isa", "cores", "machine", "model", "soc", "abi", "gpu")
-    return [{k: d[k] for k in keys if k in d} for d in provenance.get("devices") or []]
-
-
 def _history(args, console: Console) -> int:
     from .history import history_of
-    from .regress_plot import plot_history
-    from .regress_report import history_markdown, print_history
+    from .plot import plot_history
+    from .report import history_markdown, print_history
 
     history = history_of(args.history, mode=args.mode, reference=args.reference)
     plot_path = None if args.no_plot else plot_history(history, args.plot or args.history / "history.png")

@@ -61,10 +61,10 @@ import numpy as np
 
 from mobexport.errors import BenchmarkError
 
-from .change_intervals import bootstrap_ratio_of_medians, point_level, prediction_half_width
-from .curves import CurvePoint, reference_case, sort_key
-from .records import CaseKey
-from .stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
+from mobexport.benchmarks.results.change_intervals import bootstrap_ratio_of_medians, point_level, prediction_half_width
+from mobexport.benchmarks.results.curves import CurvePoint, reference_case, sort_key
+from mobexport.benchmarks.results.records import CaseKey
+from mobexport.benchmarks.results.stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
 
 DEFAULT_REFERENCE = "mobilenet_v3_large_100"
 DEFAULT_MIN_EFFECT = 0.10
@@ -154,13 +154,15 @@ def _changed(before: int | None, after: int | None) -> bool:
     return before is not None and after is not None and before != after
 
 
-@dataclass
+@dataclass(frozen=True)
 class RegressionReport:
+    """The finished verdict of :func:`compare`: per-point statuses, the warnings, and the exit status."""
+
     settings: RegressionSettings
     points: list[PointComparison]
     baseline_provenance: dict = field(default_factory=dict)
     current_provenance: dict = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
+    warnings: tuple[str, ...] = ()
     point_confidence: float = 0.95  # each point's interval level after the multiple-comparison correction
     run_spread: tuple[float, int] | None = None  # pooled log sd of the baseline's runs and its degrees of freedom
     baseline_runs: int = 1
@@ -211,9 +213,43 @@ def _rng_for(case: CaseKey, seed: int) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(repr(sort_key(case)).encode())])
 
 
+ON_OTHER_DEVICE = ("judge", "warn")  # what a baseline from another device means for latency verdicts
+FINGERPRINT_KEYS = ("name", "cpu", "cpu_id", "isa", "cores", "machine", "model", "soc", "abi", "gpu")
+
+
+def device_fingerprints(provenance: dict) -> list[dict]:
+    """What decides a device's relative speeds: its name, CPU and ISA, core count (not the OS build or a pinned list)."""
+    return [{k: d[k] for k in FINGERPRINT_KEYS if k in d} for d in provenance.get("devices") or []]
+
+
+def other_device_policy(baseline_provenance: dict, current_provenance: dict, settings: RegressionSettings,
+                        on_other_device: str) -> tuple[bool, list[str]]:
+    """(latency verdicts are advisory, warnings) when the two sides were measured on different devices.
+
+    ``warn``: latency changes are reported but do not fail the run. ``judge``:
+    they count; in absolute mode a warning says a machine difference is a change.
+    """
+    if on_other_device not in ON_OTHER_DEVICE:
+        raise BenchmarkError(f"unknown --on-other-device '{on_other_device}'", f"use one of: {', '.join(ON_OTHER_DEVICE)}")
+    if device_fingerprints(baseline_provenance) == device_fingerprints(current_provenance):
+        return False, []
+    if on_other_device == "warn":
+        return True, ["the baseline was measured on another device: latency changes are reported, not "
+                      "failed (refresh the baseline on this device to judge them)"]
+    if not settings.relative:
+        return False, ["absolute mode across different device fingerprints: a speed difference between the "
+                       "machines counts as a change (use relative mode, or a baseline from this device)"]
+    return False, []
+
+
 def compare(baseline: dict[CaseKey, CurvePoint], current: dict[CaseKey, CurvePoint],
-            settings: RegressionSettings = RegressionSettings()) -> RegressionReport:
-    """Compare every curve point of ``current`` with ``baseline``.
+            settings: RegressionSettings = RegressionSettings(), *, baseline_provenance: dict | None = None,
+            current_provenance: dict | None = None, on_other_device: str = "judge") -> RegressionReport:
+    """Compare every curve point of ``current`` with ``baseline``: the finished verdict.
+
+    The provenances (devices, versions) say where each side was measured; a
+    device-fingerprint mismatch is handled by ``on_other_device`` (see
+    :func:`other_device_policy`).
 
     Raises :class:`BenchmarkError` when nothing overlaps, or (relative mode)
     when a compared point's reference measurement is missing on either side.
@@ -248,7 +284,11 @@ def compare(baseline: dict[CaseKey, CurvePoint], current: dict[CaseKey, CurvePoi
         else:
             comparisons.append(_compare_point(base, cur, baseline, current, settings, level, pooled))
     runs = max((p.baseline_runs for p in comparisons), default=1)
-    return RegressionReport(settings, comparisons, point_confidence=level, run_spread=pooled, baseline_runs=runs)
+    baseline_provenance, current_provenance = baseline_provenance or {}, current_provenance or {}
+    advisory, warnings = other_device_policy(baseline_provenance, current_provenance, settings, on_other_device)
+    return RegressionReport(settings, comparisons, baseline_provenance=baseline_provenance,
+                            current_provenance=current_provenance, warnings=tuple(warnings),
+                            point_confidence=level, run_spread=pooled, baseline_runs=runs, latency_advisory=advisory)
 
 
 def _compare_point(base: CurvePoint, cur: CurvePoint, baseline: dict, current: dict,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from mobexport.benchmarks.curves import points_from_records
-from mobexport.benchmarks.records import CaseKey
-from mobexport.benchmarks.regression import RegressionSettings, Status, classify, compare
+from mobexport.benchmarks.results.curves import points_from_records
+from mobexport.benchmarks.results.records import CaseKey
+from mobexport.benchmarks.regress.verdict import RegressionSettings, Status, classify, compare
 from mobexport.errors import BenchmarkError
 
 REFERENCE = "mobilenet_v3_large_100"
@@ -194,7 +194,7 @@ def test_reference_rows_show_the_machine_speed_not_a_verdict(synthetic):
 
 
 def _multi_run_baseline(synthetic, runs: int, **kwargs):
-    from mobexport.benchmarks.baseline import Baseline
+    from mobexport.benchmarks.regress.baseline import Baseline
 
     return Baseline.from_runs([(None, synthetic(seed=100 + i, **kwargs)) for i in range(runs)], name="b").points
 
@@ -228,7 +228,7 @@ def test_multi_run_baseline_still_catches_a_large_slowdown(synthetic):
 def test_multi_run_interval_is_never_narrower_than_the_samples_allow(synthetic):
     from dataclasses import replace
 
-    from mobexport.benchmarks.baseline import Baseline
+    from mobexport.benchmarks.regress.baseline import Baseline
 
     same = synthetic(seed=0)
     multi = Baseline.from_runs([(None, same), (None, same), (None, same)], name="b").points  # no run-to-run spread
@@ -240,3 +240,39 @@ def test_multi_run_interval_is_never_narrower_than_the_samples_allow(synthetic):
         assert p.ci_low < p.ratio < p.ci_high
         assert p.ci_low == pytest.approx(by_case[p.case].ci_low, rel=1e-9)
         assert p.ci_high == pytest.approx(by_case[p.case].ci_high, rel=1e-9)
+
+
+LAPTOP = {"devices": [{"name": "local", "cpu": "Intel i7-1185G7", "cores": 8, "os": "Linux 6.1"}]}
+LAPTOP_NEW_KERNEL = {"devices": [{"name": "local", "cpu": "Intel i7-1185G7", "cores": 8, "os": "Linux 6.8"}]}
+SERVER = {"devices": [{"name": "local", "cpu": "AMD EPYC 9654", "cores": 96}]}
+
+
+def test_compare_applies_the_other_device_policy_itself(synthetic):
+    """The verdict is finished when compare() returns: the CLI no longer edits it."""
+    base = points(synthetic, seed=0)
+    current = points(synthetic, seed=1, slowdown={("mobile_former_52m", 192): 1.30})
+    warned = compare(base, current, RELATIVE, baseline_provenance=LAPTOP, current_provenance=SERVER,
+                     on_other_device="warn")
+    assert warned.latency_advisory and flagged(warned) == [("mobile_former_52m", 192)]
+    assert warned.exit_status == 0 and "another device" in warned.warnings[0]
+    assert warned.baseline_provenance == LAPTOP and warned.current_provenance == SERVER
+
+    judged = compare(base, current, RELATIVE, baseline_provenance=LAPTOP, current_provenance=SERVER)
+    assert not judged.latency_advisory and judged.exit_status == 1 and judged.warnings == ()
+    absolute = compare(base, current, ABSOLUTE, baseline_provenance=LAPTOP, current_provenance=SERVER)
+    assert "absolute mode across different device fingerprints" in absolute.warnings[0]
+
+    # The OS build is not part of the fingerprint: same machine, nothing to warn about.
+    same = compare(base, current, ABSOLUTE, baseline_provenance=LAPTOP, current_provenance=LAPTOP_NEW_KERNEL,
+                   on_other_device="warn")
+    assert same.warnings == () and not same.latency_advisory and same.exit_status == 1
+
+
+def test_the_verdict_cannot_be_edited_after_compare(synthetic):
+    import dataclasses
+
+    report = compare(points(synthetic, seed=0), points(synthetic, seed=1), RELATIVE)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        report.latency_advisory = True  # type: ignore[misc]
+    with pytest.raises(BenchmarkError, match="on-other-device"):
+        compare(points(synthetic, seed=0), points(synthetic, seed=1), RELATIVE, on_other_device="ignore")
