@@ -110,7 +110,6 @@ def etdump_per_op_kind(events: list[tuple[str, float]]) -> dict[str, dict]:
 def profile_executorch(model: str, resolution: int, passes: str, runs: int, warmup: int, threads: int,
                        work: Path) -> dict:
     """ExecuTorch's event tracer over the XNNPACK program: each operator's median, summed per kind."""
-    import warnings
 
     import torch
 
@@ -137,9 +136,7 @@ def profile_executorch(model: str, resolution: int, passes: str, runs: int, warm
         module.forward([x])
     trace = work / f"{model}.etdp"
     module.write_etdump_result_to_file(str(trace))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        frame = Inspector(etdump_path=str(trace)).to_dataframe()
+    frame = Inspector(etdump_path=str(trace)).to_dataframe()  # its warnings obey mobexport.logs, as the export's
     frame = frame[frame["event_block_name"] == "Execute"]
     ops = etdump_per_op_kind(list(zip(frame["event_name"], frame["p50 (ms)"])))
     return {"model": model, "resolution": resolution, "passes": passes, "threads": threads, "runs": runs,

@@ -20,6 +20,7 @@ from typing import Sequence
 
 from rich.console import Console
 
+from mobexport import logs
 from mobexport.errors import BenchmarkError
 from mobexport.options import ArgumentParser, add_verbosity_options, positive_int
 
@@ -84,9 +85,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str]) -> int:
     args = parser().parse_args(list(argv))
-    from mobexport.cli import _setup_logging
-
-    _setup_logging(args.debug)
+    logs.ensure_setup(args.debug)
     console = Console()
     if not console.is_terminal:  # CI logs: do not squeeze the tables into 80 columns
         console = Console(width=150)

@@ -134,6 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--min-effect", type=float, default=0.10)
     p.add_argument("--analyze-only", action="store_true", help="do not measure; compare the runs already in WORK")
     args = p.parse_args(argv)
+    from mobexport import logs
+
+    logs.ensure_setup()  # third-party noise obeys the one logging setup, as in every command
     label = args.label or ("inject" if args.inject else "clean")
     console = Console()
     if not args.analyze_only:

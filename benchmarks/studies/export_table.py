@@ -150,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="export each model's trained Synthetic Shapes fixture (10 classes) with calibration images")
     p.add_argument("--calib-samples", type=int, default=128)
     args = p.parse_args(argv)
+    from mobexport import logs
+
+    logs.ensure_setup()  # third-party noise obeys the one logging setup, as in every command
 
     models = sorted({m for pattern in args.models.split(",") for m in list_models(pattern.strip())},
                     key=lambda m: (get_spec(m).family, get_spec(m).reference_params or 0))

@@ -129,6 +129,9 @@ def export_cases(models: list[str], targets: list[str], args, console) -> tuple[
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    from mobexport import logs
+
+    logs.ensure_setup()  # third-party noise obeys the one logging setup, as in every command
     console = Console(width=150)
     models = [m for m in args.models.split(",") if m]
     targets = [t for t in args.targets.split(",") if t]

@@ -33,7 +33,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from mobexport import logs
 from mobexport.devices.device import CaseFailed, CaseJob, Device, Measurement
 from mobexport.devices.measure import MeasurePolicy
-from mobexport.errors import OutputDirError
+from mobexport.errors import OutputDirError, first_line
 from mobexport.manifest import vcs_revision
 
 from .artifacts import Prepared, prepare
@@ -51,11 +51,6 @@ class SweepOutcome:
     skipped: int = 0
     measured: list[CaseKey] = field(default_factory=list)
     failed: list[CaseKey] = field(default_factory=list)
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0][:400]}" if text else type(exc).__name__
 
 
 def record_of(case: CaseKey, prepared: Prepared, measurement: Measurement, device_info: dict,
@@ -103,7 +98,7 @@ def _prepare_in_worker(prepare_case: Prepare, case: CaseKey,
     try:
         return prepare_case(case, out_dir), None, time.perf_counter() - started
     except Exception as exc:
-        return None, first_line(exc), time.perf_counter() - started
+        return None, first_line(exc, 400, with_type=True), time.perf_counter() - started
 
 
 def _export_all(todo: list[CaseKey], out_dir: Path, prepare_case: Prepare, jobs: int, progress: Progress, task):
@@ -117,7 +112,7 @@ def _export_all(todo: list[CaseKey], out_dir: Path, prepare_case: Prepare, jobs:
                 prepared = prepare_case(case, out_dir,
                                         on_step=lambda step: progress.update(task, description=f"{label}: {step}"))
             except Exception as exc:  # this case's export failed; the others may not
-                yield case, None, first_line(exc), time.perf_counter() - started
+                yield case, None, first_line(exc, 400, with_type=True), time.perf_counter() - started
             else:
                 yield case, prepared, None, time.perf_counter() - started
         return
@@ -132,7 +127,7 @@ def _export_all(todo: list[CaseKey], out_dir: Path, prepare_case: Prepare, jobs:
             try:
                 prepared, error, seconds = future.result()
             except Exception as exc:  # the worker itself died (out of memory, killed)
-                prepared, error, seconds = None, f"export worker failed: {first_line(exc)}", 0.0
+                prepared, error, seconds = None, f"export worker failed: {first_line(exc, 400, with_type=True)}", 0.0
             yield futures[future], prepared, error, seconds
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mobexport.errors import BenchmarkError
+from mobexport.errors import BenchmarkError, first_line
 
 from mobexport.safe_files import loads_json, read_untrusted_text
 from mobexport.benchmarks.results.schemas import check
@@ -61,7 +61,7 @@ def _parse(path: Path) -> dict:
         try:
             data = tomllib.loads(text)
         except (ValueError, RecursionError) as exc:  # TOMLDecodeError is a ValueError
-            raise BenchmarkError(f"suite '{path}' cannot be read ({str(exc)[:200]})", "fix its syntax") from None
+            raise BenchmarkError(f"suite '{path}' cannot be read ({first_line(exc, 200)})", "fix its syntax") from None
     if not isinstance(data, dict):
         raise BenchmarkError(f"suite '{path}' is not a table of settings", SUITE_HINT)
     return data
