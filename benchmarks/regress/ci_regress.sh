@@ -3,7 +3,7 @@
 # the committed baseline. Run from anywhere; it works in the repository root.
 #
 #   benchmarks/regress/ci_regress.sh                    check (exit status of mobexport regress:
-#                                               0 ok, 1 regression, 2 bad input)
+#                                                       0 ok, 1 regression, 2 bad input)
 #   benchmarks/regress/ci_regress.sh --update-baseline  measure N times and rewrite the baseline instead
 #   benchmarks/regress/ci_regress.sh --min-effect 15%   other arguments go to mobexport regress
 #
@@ -26,7 +26,7 @@
 # reference of relative mode), ONNX Runtime, three resolutions. See
 # docs/regression.md.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 
 MODELS="mobile_former_52m,mobile_former_294m,mobilenet_v3_large_100"
 RESOLUTIONS="160,192,224"

@@ -98,3 +98,17 @@ def test_missing_baseline_is_exit_2(fake_env):
     result = run_script(env)
     assert result.returncode == 2
     assert "does not exist" in result.stderr
+
+
+def test_the_script_finds_the_committed_baseline_from_anywhere(fake_env):
+    """It works in the repository root whatever the caller's directory: the default baseline is found."""
+    env, _, tmp = fake_env
+    env = {k: v for k, v in env.items() if k != "MOBEXPORT_CI_BASELINE"}
+    fake = Path(env["PATH"].split(os.pathsep)[0]) / "mobexport"
+    fake.write_text('#!/usr/bin/env bash\necho "$PWD $*" >> "$FAKE_LOG"\n')  # record where and what, run nothing
+    done = subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True, timeout=120, cwd=tmp)
+    assert done.returncode == 0, done.stderr
+    calls = (tmp / "bench.log").read_text().splitlines()
+    where, *_ = calls[-1].split(" ")
+    baseline = calls[-1].split("--baseline ")[1].split(" ")[0]
+    assert Path(where) == REPO and (REPO / baseline).is_file(), calls
