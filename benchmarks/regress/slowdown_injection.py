@@ -103,6 +103,10 @@ def apply_to_runner(runner, model: str, resolution: int, environ: Mapping[str, s
 def main(argv: list[str]) -> int:
     """The standard case worker, with the injection applied to the runner it builds and
     recorded in the case's conditions (``injected_slowdown``)."""
+    if len(argv) != 2 or argv[0] in ("-h", "--help"):  # a worker command, listed by 'mobexport --help'
+        print("usage: python -m mobexport.benchmarks.regress.slowdown_injection JOB RESULT\n\n"
+              + __doc__.split("\n\n")[0] + f"\nThe slowdown comes from ${ENV_VAR}; see docs/regression.md.")
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
     import json
     from pathlib import Path
 

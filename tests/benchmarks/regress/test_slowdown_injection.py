@@ -91,3 +91,11 @@ def test_worker_applies_and_records_the_injection(tmp_path, monkeypatch):
     monkeypatch.setenv(inj.ENV_VAR, "mobilenet_v3_small_100@128=0.5")
     assert inj.main([str(job_file), str(tmp_path / "plain.json")]) == 0
     assert "injected_slowdown" not in json.loads((tmp_path / "plain.json").read_text())["conditions"]
+
+
+def test_the_worker_command_answers_help_and_refuses_a_wrong_command_line(capsys):
+    assert inj.main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: python -m mobexport.benchmarks.regress.slowdown_injection JOB RESULT")
+    assert inj.ENV_VAR in out
+    assert inj.main(["only-one"]) == 2
