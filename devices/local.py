@@ -117,7 +117,7 @@ class SubprocessDevice(Device):
 
 
 def _scratch_failed(path: Path, exc: OSError) -> DeviceError:
-    from mobexport.benchmarks.safe_files import why_write_failed
+    from mobexport.safe_files import why_write_failed
 
     return DeviceError(f"cannot write the case's job file '{path}': {why_write_failed(exc)}",
                        "free space in the temporary directory, raise the limit, or point TMPDIR elsewhere")

@@ -242,21 +242,25 @@ COMMANDS: dict[str, Command] = {
     "devices": Command("list the benchmark devices available here, and why the others are not",
                        "mobexport devices", _lazy("mobexport.devices.cli:main")),
     "bench": Command("resolution sweeps on a device: latency curves, summary and plots",
-                     "mobexport bench --suite smoke --out bench-out", _lazy("mobexport.benchmarks.bench_cli:main")),
+                     "mobexport bench --suite smoke --out bench-out", _lazy("mobexport.benchmarks.sweep.cli:main")),
     "regress": Command("check benchmark results against a baseline for latency regressions",
                        "mobexport regress --baseline base.json --results bench-out/results.jsonl",
-                       _lazy("mobexport.benchmarks.regress_cli:main")),
+                       _lazy("mobexport.benchmarks.regress.cli:main")),
     "profile": Command("time per operator type of several models on one runtime, side by side",
                        "mobexport profile --models mobile_former_294m,mobilenet_v3_large_100 --resolution 224",
-                       _lazy("mobexport.benchmarks.op_profile:main")),
+                       _lazy("mobexport.benchmarks.profile.cli:main")),
     "train-fixture": Command("train the small models that quantization accuracy is measured on",
-                             "mobexport train-fixture", _lazy("mobexport.benchmarks.fixture_cli:main")),
+                             "mobexport train-fixture", _lazy("mobexport.benchmarks.fixtures.cli:main")),
 }
 
 
-# The scripts that produced docs/measured: runnable, listed in the help, not part of the command set.
-RESEARCH_SCRIPTS = ("export_table", "passes_benchmark", "pass_counts", "dynamic_relu_forms", "quant_latency",
-                    "regress_validation", "slowdown_injection")
+# The scripts behind docs/measured (and the regression check's validation): runnable, listed in the help,
+# not part of the command set. Package -> its scripts, each run as 'python -m PACKAGE.SCRIPT'.
+RESEARCH_SCRIPTS = {
+    "mobexport.benchmarks.studies": ("export_table", "passes_benchmark", "pass_counts", "dynamic_relu_forms",
+                                     "quant_latency"),
+    "mobexport.benchmarks.regress": ("validation", "slowdown_injection"),
+}
 
 
 def main_parser() -> argparse.ArgumentParser:
@@ -272,7 +276,8 @@ def main_parser() -> argparse.ArgumentParser:
         description="Export vision models to mobile targets, rewrite and quantize them, and benchmark them.\n\n"
                     + "\n".join(lines),
         epilog="measurement scripts behind docs/measured (not commands; each has --help):\n"
-               f"  python -m mobexport.benchmarks.{{{','.join(RESEARCH_SCRIPTS)}}}\n\n" + exit_status_text(),
+               + "".join(f"  python -m {package}.{{{','.join(scripts)}}}\n" for package, scripts in RESEARCH_SCRIPTS.items())
+               + "\n" + exit_status_text(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--version", action="version", version=f"mobexport {__version__}")

@@ -117,7 +117,14 @@ class ResourceExhaustedError(ExportError):
     """Memory, disk space or a file-size limit ran out while mobexport worked."""
 
 
-def first_line(exc: BaseException, limit: int = 300) -> str:
-    """An exception's first line of text (its type name when it has none), for a one-line message."""
+def first_line(exc: BaseException, limit: int = 300, *, with_type: bool = False) -> str:
+    """An exception's first line of text (its type name when it has none), for a one-line message.
+
+    ``with_type`` prefixes the type name (``RuntimeError: ...``), for records
+    that keep a failure whose type is not otherwise known (a failed case).
+    """
     text = str(exc).strip()
-    return text.splitlines()[0][:limit] if text else type(exc).__name__
+    if not text:
+        return type(exc).__name__
+    line = text.splitlines()[0][:limit]
+    return f"{type(exc).__name__}: {line}" if with_type else line

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 # Tests never read or fill the user's export cache (~/.cache/mobexport/artifacts): a test that
-# wants the cache passes its own directory (benchmarks/export_cache.py).
+# wants the cache passes its own directory (benchmarks/sweep/export_cache.py).
 os.environ["MOBEXPORT_CACHE_DIR"] = "off"
 
 

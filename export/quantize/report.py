@@ -12,7 +12,7 @@ Which images:
 
 Float is the eager PyTorch model with the same weights; quantized is the
 artifact through its runtime, one image at a time (programs take batch 1).
-Metrics come from :mod:`mobexport.benchmarks.accuracy`.
+Metrics come from :mod:`mobexport.models.datasets.accuracy`.
 """
 
 from __future__ import annotations
@@ -40,21 +40,21 @@ def fixture_meta(checkpoint: Path | None) -> dict | None:
     """The fixture meta of ``checkpoint`` if it is a mobexport fixture, else None."""
     if checkpoint is None:
         return None
-    from mobexport.benchmarks.fixture_training import read_fixture_meta
+    from mobexport.models.datasets.fixture_checkpoint import FIXTURE_KIND, read_fixture_meta
     from mobexport.errors import CheckpointError
 
     try:
         meta = read_fixture_meta(checkpoint)
     except CheckpointError:
         return None
-    return meta if meta.get("kind") == "mobexport-fixture" else None
+    return meta if meta.get("kind") == FIXTURE_KIND else None
 
 
 def evaluation_set(model_name: str, resolution: int, checkpoint: Path | None,
                    calibration: CalibrationSet | None) -> EvalSet | None:
     meta = fixture_meta(checkpoint)
     if meta is not None:
-        from mobexport.benchmarks.accuracy import heldout_inputs
+        from mobexport.models.datasets.accuracy import heldout_inputs
 
         samples = int(meta.get("dataset", {}).get("heldout_samples", 1000))
         inputs, labels = heldout_inputs(model_name, resolution, samples, int(meta.get("seed", 0)))
@@ -69,7 +69,7 @@ def evaluation_set(model_name: str, resolution: int, checkpoint: Path | None,
 def measure(float_fn: Callable[[np.ndarray], np.ndarray], quantized_fn: Callable[[np.ndarray], np.ndarray],
             eval_set: EvalSet) -> dict:
     """Top-1 (when labelled), top-1 agreement and logits SQNR of quantized against float."""
-    from mobexport.benchmarks.accuracy import predict, sqnr_db, top1, top1_agreement
+    from mobexport.models.datasets.accuracy import predict, sqnr_db, top1, top1_agreement
 
     # Held-out arrays are read-only (shared, cached); runtimes get a writable copy of each batch.
     reference = predict(lambda x: float_fn(np.array(x)), eval_set.inputs, FLOAT_BATCH)

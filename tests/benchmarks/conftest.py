@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mobexport.benchmarks.records import BenchRecord, CaseKey, append_record
-from mobexport.benchmarks.stats import summarize
+from mobexport.benchmarks.results.records import BenchRecord, CaseKey, append_record
+from mobexport.benchmarks.results.stats import summarize
 
 REFERENCE = "mobilenet_v3_large_100"
 # model -> (median ms at 224 px, MACs at 224 px, params)

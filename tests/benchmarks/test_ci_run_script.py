@@ -43,9 +43,9 @@ def ci_tree(tmp_path):
         pytest.skip("bash is not available")
     repo = tmp_path / "repo"
     (repo / ".ci").mkdir(parents=True)
-    (repo / "benchmarks").mkdir()
+    (repo / "benchmarks" / "regress").mkdir(parents=True)
     shutil.copy(REPO / ".ci" / "run", repo / ".ci" / "run")
-    regress = repo / "benchmarks" / "ci_regress.sh"
+    regress = repo / "benchmarks" / "regress" / "ci_regress.sh"
     regress.write_text('#!/usr/bin/env bash\necho "ci_regress $*" >> "$CI_LOG"\n')
     regress.chmod(0o755)
     bin_dir = tmp_path / "bin"

@@ -105,7 +105,7 @@ RES = 96
 
 @pytest.fixture(scope="module")
 def reduced_fixture(tmp_path_factory):
-    from mobexport.benchmarks import fixture_training as ft
+    from mobexport.benchmarks.fixtures import training as ft
 
     recipe = ft.TrainRecipe(epochs=2, train_samples=320, heldout_samples=100, batch_size=32, batches_per_epoch=10,
                             lr=4e-3, warmup_fraction=0.2)
@@ -115,7 +115,7 @@ def reduced_fixture(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def calib_dir(tmp_path_factory):
-    from mobexport.benchmarks.synthetic_shapes import write_png_tree
+    from mobexport.models.datasets.synthetic_shapes import write_png_tree
 
     directory = tmp_path_factory.mktemp("calib") / "images"
     write_png_tree(directory, 40, 110, seed=0, split="calib")
@@ -164,8 +164,8 @@ def test_int8_from_the_cli_keeps_a_trained_models_answers(capsys, tmp_path, redu
 def test_acceptance_on_the_trained_fixture(tmp_path_factory, model, mode):
     if not HAS_LITERT:
         pytest.skip('the litert extra is not installed (pip install "mobexport[litert]")')
-    from mobexport.benchmarks import fixture_training as ft
-    from mobexport.benchmarks.synthetic_shapes import write_png_tree
+    from mobexport.benchmarks.fixtures import training as ft
+    from mobexport.models.datasets.synthetic_shapes import write_png_tree
     from mobexport.export.quantize.calibration import calibration_for
 
     calib = tmp_path_factory.mktemp("calib") / "images"

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from mobexport.cli import COMMANDS, MAIN_EXAMPLE, main
+from mobexport.cli import COMMANDS, MAIN_EXAMPLE, main, main_parser
 from mobexport.errors import EXIT_STATUSES
 
 EXPECTED_COMMANDS = ["export", "list", "inspect", "devices", "bench", "regress", "profile", "passes", "train-fixture"]
@@ -98,7 +98,7 @@ def test_unknown_command_suggests_the_close_one(capsys):
 
 
 def test_profile_keeps_its_module_entry_point():
-    done = python("-m", "mobexport.benchmarks.op_profile", "--help")
+    done = python("-m", "mobexport.benchmarks.profile", "--help")
     assert done.returncode == 0 and "usage: mobexport profile" in done.stdout
 
 
@@ -145,5 +145,7 @@ def test_the_scripts_the_help_names_exist():
 
     from mobexport.cli import RESEARCH_SCRIPTS
 
-    for script in RESEARCH_SCRIPTS:
-        assert importlib.util.find_spec(f"mobexport.benchmarks.{script}") is not None, script
+    for package, scripts in RESEARCH_SCRIPTS.items():
+        for script in scripts:
+            assert importlib.util.find_spec(f"{package}.{script}") is not None, script
+            assert f"python -m {package}.{{" in main_parser().epilog

@@ -14,8 +14,8 @@ from __future__ import annotations
 import os
 import sys
 
-import mobexport.benchmarks.bench_cli  # noqa: F401  (the heavy imports, done once)
-import mobexport.benchmarks.plan  # noqa: F401
+import mobexport.benchmarks.sweep.cli  # noqa: F401  (the heavy imports, done once)
+import mobexport.benchmarks.sweep.plan  # noqa: F401
 import mobexport.export.onnx_target  # noqa: F401
 from mobexport.cli import main
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from mobexport.benchmarks.baseline import Baseline, write_baseline
-from mobexport.benchmarks.bench_artifacts import Prepared
-from mobexport.benchmarks.records import BenchRecord, CaseKey
-from mobexport.benchmarks.stats import summarize
+from mobexport.benchmarks.regress.baseline import Baseline, write_baseline
+from mobexport.benchmarks.sweep.artifacts import Prepared
+from mobexport.benchmarks.results.records import BenchRecord, CaseKey
+from mobexport.benchmarks.results.stats import summarize
 from mobexport.cli import main
 from mobexport.devices.device import EAGER, Availability, CaseJob, Device, Measurement
 

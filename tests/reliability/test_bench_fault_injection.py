@@ -26,8 +26,8 @@ from pathlib import Path
 
 import pytest
 
-from mobexport.benchmarks.bench_artifacts import export_command, export_config
-from mobexport.benchmarks.records import CaseKey
+from mobexport.benchmarks.sweep.artifacts import export_command, export_config
+from mobexport.benchmarks.results.records import CaseKey
 from mobexport.export.artifact import Artifact
 from mobexport.manifest import Manifest, sha256_tree
 

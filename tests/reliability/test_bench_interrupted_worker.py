@@ -29,7 +29,7 @@ time.sleep(120)
 
 PARENT = """
 import sys
-from mobexport.benchmarks.bench_cli import sigterm_as_interrupt
+from mobexport.benchmarks.sweep.cli import sigterm_as_interrupt
 from mobexport.devices.device import CaseJob
 from mobexport.devices.local import LocalDevice
 device = LocalDevice(worker_command=[sys.executable, sys.argv[1]])

@@ -9,14 +9,14 @@ import sys
 
 import pytest
 
-from mobexport.benchmarks import bench_cli
-from mobexport.benchmarks.out_lock import OutputLockedError, locked_out_dir
+from mobexport.benchmarks.sweep import cli as bench_cli
+from mobexport.out_lock import OutputLockedError, locked_out_dir
 
 from .sweep_helpers import assert_one_line_error, run_cli
 
 HOLD = """
 import sys, time
-from mobexport.benchmarks.out_lock import locked_out_dir
+from mobexport.out_lock import locked_out_dir
 with locked_out_dir(sys.argv[1]):
     print("locked", flush=True)
     time.sleep(120)

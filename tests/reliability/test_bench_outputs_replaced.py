@@ -7,9 +7,9 @@ The sweep itself is replaced by one that appends hand-written records: what is t
 
 from __future__ import annotations
 
-from mobexport.benchmarks import bench_cli
-from mobexport.benchmarks.records import append_record
-from mobexport.benchmarks.sweep import SweepOutcome
+from mobexport.benchmarks.sweep import cli as bench_cli
+from mobexport.benchmarks.results.records import append_record
+from mobexport.benchmarks.sweep.run import SweepOutcome
 
 from .sweep_helpers import record, run_cli
 

@@ -14,10 +14,10 @@ from contextlib import contextmanager
 
 import pytest
 
-from mobexport.benchmarks import bench_cli
-from mobexport.benchmarks.records import append_record, read_records
-from mobexport.benchmarks.safe_files import write_text_durably
-from mobexport.benchmarks.sweep import SweepOutcome
+from mobexport.benchmarks.sweep import cli as bench_cli
+from mobexport.benchmarks.results.records import append_record, read_records
+from mobexport.safe_files import write_text_durably
+from mobexport.benchmarks.sweep.run import SweepOutcome
 from mobexport.devices.device import CaseJob
 from mobexport.devices.local import CASE_DIR_PREFIX, LocalDevice
 from mobexport.errors import DeviceError, OutputDirError

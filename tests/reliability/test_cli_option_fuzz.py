@@ -28,19 +28,19 @@ FRACTION = lambda v: isinstance(v, float) and 0 <= v < 1  # noqa: E731
 
 
 def bench_parser():
-    from mobexport.benchmarks.bench_cli import parser
+    from mobexport.benchmarks.sweep.cli import parser
 
     return parser()
 
 
 def regress_parser():
-    from mobexport.benchmarks.regress_cli import parser
+    from mobexport.benchmarks.regress.cli import parser
 
     return parser()
 
 
 def profile_parser():
-    from mobexport.benchmarks.op_profile import parser
+    from mobexport.benchmarks.profile.cli import parser
 
     return parser()
 

@@ -15,8 +15,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from mobexport.benchmarks.records import BenchRecord, CaseKey
-from mobexport.benchmarks.sweep import failed_record
+from mobexport.benchmarks.results.records import BenchRecord, CaseKey
+from mobexport.benchmarks.sweep.run import failed_record
 from mobexport.cli import main
 from mobexport.export.pipeline import readable_input_dims
 from mobexport.manifest import PARAMS_DEFINITION, RANDOM_WEIGHTS_NOTE, current_umask, vcs_revision

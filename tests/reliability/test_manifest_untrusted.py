@@ -131,8 +131,8 @@ def test_a_symlinked_manifest_to_elsewhere_is_refused(tmp_path, capsys):
 
 
 def test_bench_does_not_reuse_an_artifact_pointing_outside(tmp_path, secret):
-    from mobexport.benchmarks.bench_artifacts import export_command, export_config, reusable
-    from mobexport.benchmarks.records import CaseKey
+    from mobexport.benchmarks.sweep.artifacts import export_command, export_config, reusable
+    from mobexport.benchmarks.results.records import CaseKey
 
     case = CaseKey(model="mobilenet_v3_small_075", target="onnx", resolution=96)
     directory = export_config(case, tmp_path).artifact_dir()

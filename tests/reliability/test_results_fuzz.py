@@ -22,10 +22,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mobexport.benchmarks import bench_cli
-from mobexport.benchmarks.records import load_results
-from mobexport.benchmarks.sweep import SweepOutcome, run_sweep
-from mobexport.benchmarks.plan import SweepPlan
+from mobexport.benchmarks.sweep import cli as bench_cli
+from mobexport.benchmarks.results.records import load_results
+from mobexport.benchmarks.sweep.run import SweepOutcome, run_sweep
+from mobexport.benchmarks.sweep.plan import SweepPlan
 from mobexport.cli import main
 from mobexport.devices.measure import MeasurePolicy
 from mobexport.errors import MobexportError

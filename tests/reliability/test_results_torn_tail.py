@@ -12,9 +12,9 @@ import logging
 import pytest
 from rich.console import Console
 
-from mobexport.benchmarks.plan import SweepPlan
-from mobexport.benchmarks.records import append_record, load_results, read_records
-from mobexport.benchmarks.sweep import run_sweep
+from mobexport.benchmarks.sweep.plan import SweepPlan
+from mobexport.benchmarks.results.records import append_record, load_results, read_records
+from mobexport.benchmarks.sweep.run import run_sweep
 from mobexport.devices.measure import MeasurePolicy
 from mobexport.errors import BenchmarkError
 

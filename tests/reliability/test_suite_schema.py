@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from mobexport.benchmarks import bench_cli
+from mobexport.benchmarks.sweep import cli as bench_cli
 
 from .sweep_helpers import assert_one_line_error, run_cli
 
@@ -63,7 +63,7 @@ def test_a_suite_with_non_utf8_bytes(tmp_path, capsys):
 
 
 def test_a_valid_suite_of_your_own_still_loads(tmp_path):
-    from mobexport.benchmarks.suite import load_suite
+    from mobexport.benchmarks.sweep.suite import load_suite
 
     path = tmp_path / "mine.json"
     path.write_text(json.dumps({"models": ["resnet18"], "targets": ["onnx"], "resolutions": [224], "min_time": 0.5,

@@ -17,8 +17,8 @@ import json
 import numpy as np
 import pytest
 
-from mobexport.benchmarks import fixture_training as ft
-from mobexport.benchmarks.synthetic_shapes import write_png_tree
+from mobexport.benchmarks.fixtures import training as ft
+from mobexport.models.datasets.synthetic_shapes import write_png_tree
 from mobexport.cli import main
 from mobexport.config import ExportConfig
 from mobexport.export.pipeline import export_model

@@ -1,0 +1,1 @@
+"""``mobexport profile``: time per operator type of several models on one runtime."""

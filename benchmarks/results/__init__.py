@@ -1,0 +1,1 @@
+"""What a sweep writes and reads back: records, schemas, the curve model, statistics, change intervals, figures."""
