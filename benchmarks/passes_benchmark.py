@@ -88,7 +88,7 @@ WORKER = r"""
 import json, sys, time
 import numpy as np
 spec = json.loads(sys.argv[1])
-from mobexport.export.target import get_target
+from mobexport.export.targets import get_target
 runner = get_target(spec["target"]).load(spec["artifact"], spec["manifest"], device="cpu")
 runner.threads = spec["threads"]
 runner.activate()

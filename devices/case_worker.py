@@ -40,10 +40,10 @@ EXIT_CASE_ERROR = 3
 def build_runner(job: CaseJob, device: str):
     """A runner for the job, not yet activated; (runner, how threads were applied)."""
     if job.kind == EAGER:
-        from .torch_runner import EagerTorchRunner
+        from .runtimes.torch import EagerTorchRunner
 
         return EagerTorchRunner(job.model, job.resolution, threads=job.threads), "torch.set_num_threads"
-    from mobexport.export.target import get_target
+    from mobexport.export.targets import get_target
 
     runner = get_target(job.kind).load(job.artifact_path, job.manifest, device=device)
     if job.threads <= 0:

@@ -28,7 +28,8 @@ from .passes import resolve, rewrite
 from .quantize.session import QuantizationSession, resolve_config
 from .quantize.support import check_supported, precision_of
 from .resources import as_resource_error
-from .target import Target, get_target
+from .targets import get_target
+from .targets.base import Target
 from .trace import TracedProgram, trace
 from .variant import check_replaceable, variant_of
 

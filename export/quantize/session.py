@@ -29,7 +29,7 @@ from mobexport.config import ExportConfig
 from mobexport.errors import QuantizationError
 from mobexport.models.spec import ModelSpec
 
-from ..target import Lowered
+from ..targets.base import Lowered
 from ..trace import TracedProgram
 from . import report, sizes, support
 from .calibration import CalibrationSet, calibration_for
@@ -61,7 +61,7 @@ def resolve_config(config: ExportConfig) -> ExportConfig:
             raise QuantizationError("--quantize fp16 contradicts --precision fp32", "drop one of them")
         return dataclasses.replace(config, target_options={**config.target_options, "precision": "fp16"})
     if config.target == "coreml" and config.quantize == "int8":
-        from ..coreml_target import deployment_target
+        from ..targets.coreml.target import deployment_target
         from .coreml_compress import check_host
 
         check_host("int8", int(deployment_target(config.target_options.get("deployment_target") or "iOS16")[1]))
@@ -155,12 +155,12 @@ class QuantizationSession:
         staged.replace(float_path)
         self.facts["weights"] = sizes.comparison(fp32_bytes, sizes.onnx_weight_bytes(float_path),
                                                  "initializers of the fp32 vs the quantized ONNX file")
-        from ..onnx_target import describe_onnx
+        from ..targets.onnx.target import describe_onnx
 
         return dataclasses.replace(lowered, details=describe_onnx(float_path))
 
     def _quantize_litert(self, lowered: Lowered) -> Lowered:
-        from ..litert_target import delegate_coverage
+        from ..targets.litert.target import delegate_coverage
         from .litert_quantize import quantize_litert
 
         float_path = Path(lowered.path)

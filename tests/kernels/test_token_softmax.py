@@ -102,7 +102,7 @@ def test_executorch_xnnpack_lowering_is_delegated_and_equal():
     pytest.importorskip("executorch", reason="the executorch extra is not installed")
     from executorch.runtime import Runtime
 
-    from mobexport.export.executorch_target import lower_program
+    from mobexport.export.targets.executorch.target import lower_program
 
     program = decompose(_program(), decompositions("executorch", "xnnpack"))
     manager, coverage, _ = lower_program(program, "xnnpack")

@@ -16,7 +16,7 @@ import sys
 
 import mobexport.benchmarks.bench_cli  # noqa: F401  (the heavy imports, done once)
 import mobexport.benchmarks.plan  # noqa: F401
-import mobexport.export.onnx_target  # noqa: F401
+import mobexport.export.targets.onnx.target  # noqa: F401
 from mobexport.cli import main
 
 

@@ -7,7 +7,7 @@ import pytest
 from mobexport.cli import main
 from mobexport.errors import QuantizationError
 from mobexport.export.quantize import support
-from mobexport.export.target import target_names
+from mobexport.export.targets import target_names
 
 SMALL = "mobilenet_v3_small_100"
 

@@ -17,7 +17,7 @@ from onnx import numpy_helper  # noqa: E402
 from mobexport.config import ExportConfig  # noqa: E402
 from mobexport.export.quantize.calibration import calibration_for  # noqa: E402
 from mobexport.export.quantize.tensorrt_int8 import quantize_for_tensorrt  # noqa: E402
-from mobexport.export.tensorrt_target import trtexec_command  # noqa: E402
+from mobexport.export.targets.tensorrt.target import trtexec_command  # noqa: E402
 
 HERE = Path(__file__).parent
 

@@ -37,7 +37,7 @@ class ReferenceCheck:
     def prepare(cls, path: Path, traced, precision: str, details: dict,
                 notes: list[str]) -> "ReferenceCheck":
         """Load the saved program; say in ``details``/``notes`` who measures parity and what it emulates."""
-        from . import EMULATION, NAME
+        from mobexport.devices.runtimes.coreml_mil import EMULATION, NAME
 
         check = cls(path, traced, precision, details)
         interpreter = check.interpreter
@@ -55,7 +55,7 @@ class ReferenceCheck:
 
     @property
     def interpreter(self):
-        from . import EMULATION, NAME, MILInterpreter, load_program
+        from mobexport.devices.runtimes.coreml_mil import EMULATION, NAME, MILInterpreter, load_program
 
         fingerprint = self._files()
         if self._interpreter is None or fingerprint != self._fingerprint:
@@ -78,7 +78,7 @@ class ReferenceCheck:
 
     def record_agreement(self, agreement: dict) -> None:
         """On macOS: how Core ML's own prediction and the reference interpreter agreed on the parity inputs."""
-        from . import NAME
+        from mobexport.devices.runtimes.coreml_mil import NAME
 
         self.details.setdefault("parity_runtime", {})[f"agreement_with_{NAME}"] = agreement
 
@@ -92,7 +92,7 @@ class ReferenceCheck:
         return self.first_departure(report)
 
     def first_departure(self, report) -> str | None:
-        from .. import parity
+        from mobexport.export import parity
         from .layerwise import first_departure
 
         # The converter read the program after an empty decomposition table; its node names are those.

@@ -9,9 +9,9 @@ import pytest
 
 from mobexport.config import ExportConfig
 from mobexport.errors import MissingDependencyError, ResolutionError, TargetOptionError
-from mobexport.export.litert_target import LiteRTTarget, delegated_nodes, failing_op
+from mobexport.export.targets.litert.target import LiteRTTarget, delegated_nodes, failing_op
 from mobexport.export.pipeline import export_model
-from mobexport.export.target import get_target, target_names
+from mobexport.export.targets import get_target, target_names
 
 HAS_LITERT = all(importlib.util.find_spec(m) is not None for m in ("litert_torch", "ai_edge_litert"))
 needs_litert = pytest.mark.skipif(not HAS_LITERT, reason='the litert extra is not installed (pip install "mobexport[litert]")')
@@ -195,7 +195,7 @@ def test_an_op_the_converter_rejects_is_one_line_naming_it(tmp_path):
     import torch
 
     from mobexport.errors import ExportError
-    from mobexport.export.litert_target import convert
+    from mobexport.export.targets.litert.target import convert
     from mobexport.export.trace import TracedProgram
 
     class Spectrum(torch.nn.Module):  # a 2-D FFT: litert-torch lowers only 1-D FFTs on the last dimension

@@ -26,12 +26,12 @@ from pathlib import Path
 
 from mobexport.config import ExportConfig
 from mobexport.devices.input_shapes import AcceptedInputs
-from mobexport.devices.litert_runner import LiteRTRunner
+from mobexport.devices.runtimes.litert import LiteRTRunner
 from mobexport import logs
 from mobexport.errors import DeviceError, ExportError, TargetOptionError, first_line
 
-from .target import Lowered, Target
-from .trace import TracedProgram, example_input
+from ..base import Lowered, Target
+from ...trace import TracedProgram, example_input
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mobexport.devices.executorch_runner import ExecuTorchRunner
+from mobexport.devices.runtimes.executorch import ExecuTorchRunner
 from mobexport.devices.input_shapes import AcceptedInputs
 from mobexport.errors import DeviceError
 

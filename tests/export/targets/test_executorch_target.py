@@ -11,11 +11,11 @@ from torch.export import Dim
 
 from mobexport.config import ExportConfig
 from mobexport.errors import MissingDependencyError, ResolutionError, TargetOptionError
-from mobexport.export import executorch_target
-from mobexport.export.delegation import delegation_coverage
-from mobexport.export.executorch_target import ExecuTorchTarget
+from mobexport.export.targets.executorch import target as executorch_target
+from mobexport.export.targets.executorch.delegation import delegation_coverage
+from mobexport.export.targets.executorch.target import ExecuTorchTarget
 from mobexport.export.pipeline import export_model
-from mobexport.export.target import get_target
+from mobexport.export.targets import get_target
 from mobexport.export.trace import TracedProgram
 from mobexport.models import create_model
 
@@ -206,7 +206,7 @@ def test_missing_extra_is_one_clear_error(tmp_path, monkeypatch):
 
 def test_cli_missing_extra_exits_2_in_one_line(capsys, tmp_path, monkeypatch):
     from mobexport.cli import main
-    from mobexport.export.target import Target
+    from mobexport.export.targets.base import Target
 
     monkeypatch.setattr(Target, "missing", lambda self: ("executorch", "executorch"))
     status = main(["--model", SMALL, "--target", "executorch", "--out", str(tmp_path)])

@@ -24,15 +24,15 @@ from pathlib import Path
 
 from mobexport.config import ExportConfig
 from mobexport.devices.input_shapes import AcceptedInputs
-from mobexport.devices.onnxruntime_runner import OnnxRuntimeRunner
-from mobexport.devices.runner import Runner
-from mobexport.devices.tensorrt_runner import TensorRTRunner, nvidia_gpu
+from mobexport.devices.runtimes.onnxruntime import OnnxRuntimeRunner
+from mobexport.devices.runtimes.runner import Runner
+from mobexport.devices.runtimes.tensorrt import TensorRTRunner, nvidia_gpu
 from mobexport.errors import DeviceError, ExportError, MissingDependencyError, TargetOptionError
 
-from .onnx_target import INPUT_NAME, describe_onnx, write_onnx
-from .quantize.tensorrt_int8 import quantize_for_tensorrt
-from .target import Lowered, Target
-from .trace import TracedProgram
+from ..onnx.target import INPUT_NAME, describe_onnx, write_onnx
+from ...quantize.tensorrt_int8 import quantize_for_tensorrt
+from ..base import Lowered, Target
+from ...trace import TracedProgram
 
 ENGINE_NAME = "model.engine"
 ONNX_NAME = "model.onnx"

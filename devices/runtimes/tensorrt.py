@@ -20,13 +20,13 @@ import numpy as np
 
 from mobexport.errors import DeviceError
 
-from .input_shapes import AcceptedInputs
+from ..input_shapes import AcceptedInputs
 from .runner import Runner
 
 
 def nvidia_gpu() -> tuple[bool, str]:
     """(present, what): whether this host has an NVIDIA GPU, by ``nvidia-smi -L``."""
-    from .cuda import nvidia_smi
+    from ..cuda import nvidia_smi
 
     ran, out = nvidia_smi("-L")
     if not ran:

@@ -24,13 +24,13 @@ import warnings
 from pathlib import Path
 
 from mobexport.config import ExportConfig
-from mobexport.devices.executorch_runner import ACCEPTS_METHODS, ExecuTorchRunner
+from mobexport.devices.runtimes.executorch import ACCEPTS_METHODS, ExecuTorchRunner
 from mobexport.devices.input_shapes import AcceptedInputs
 from mobexport.errors import DeviceError, ExportError, TargetOptionError
 
 from .delegation import delegation_coverage, partitioner_reasons
-from .target import Lowered, Target
-from .trace import TracedProgram, example_input
+from ..base import Lowered, Target
+from ...trace import TracedProgram, example_input
 
 BACKENDS = ("xnnpack", "portable")
 log = logging.getLogger(__name__)

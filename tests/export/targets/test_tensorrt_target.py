@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from mobexport.config import ExportConfig
-from mobexport.devices import tensorrt_runner
+from mobexport.devices.runtimes import tensorrt as tensorrt_runner
 from mobexport.errors import DeviceError, MissingDependencyError
-from mobexport.export import tensorrt_target
+from mobexport.export.targets.tensorrt import target as tensorrt_target
 from mobexport.export.pipeline import export_model
-from mobexport.export.target import get_target
+from mobexport.export.targets import get_target
 from mobexport.export.trace import TracedProgram
 
 SMALL = "mobilenet_v3_small_100"

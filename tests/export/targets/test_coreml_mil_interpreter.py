@@ -13,9 +13,9 @@ pytest.importorskip("coremltools", reason="the coreml extra is not installed")
 
 from mobexport.errors import ParityError  # noqa: E402
 from mobexport.export import parity  # noqa: E402
-from mobexport.export.coreml_mil import MILInterpreter, UnsupportedProgramError, load_program  # noqa: E402
-from mobexport.export.coreml_mil import ops as mil_ops  # noqa: E402
-from mobexport.export.coreml_mil.layerwise import first_departure  # noqa: E402
+from mobexport.devices.runtimes.coreml_mil import MILInterpreter, UnsupportedProgramError, load_program  # noqa: E402
+from mobexport.devices.runtimes.coreml_mil import ops as mil_ops  # noqa: E402
+from mobexport.export.targets.coreml.layerwise import first_departure  # noqa: E402
 
 
 class Block(torch.nn.Module):
@@ -138,8 +138,8 @@ def test_an_op_without_semantics_is_cannot_verify_never_a_pass(packages, monkeyp
     with pytest.raises(UnsupportedProgramError, match="cannot verify: op softmax"):
         interpreter.run({"input": X})
 
-    from mobexport.export.coreml_mil.check import ReferenceCheck
-    from mobexport.export.coreml_target import CoreMLTarget
+    from mobexport.export.targets.coreml.reference_check import ReferenceCheck
+    from mobexport.export.targets.coreml.target import CoreMLTarget
 
     details, notes = {}, []
     target = CoreMLTarget()
@@ -166,8 +166,8 @@ def test_a_failing_core_ml_parity_names_the_first_wrong_op(packages, monkeypatch
     """The target's explanation hook: an op with wrong semantics (softmax over the wrong axis) is named."""
     from types import SimpleNamespace
 
-    from mobexport.export.coreml_mil.check import ReferenceCheck
-    from mobexport.export.coreml_target import CoreMLTarget
+    from mobexport.export.targets.coreml.reference_check import ReferenceCheck
+    from mobexport.export.targets.coreml.target import CoreMLTarget
 
     path, program = packages["fp32"]
     details = {}
@@ -185,7 +185,7 @@ def test_a_package_rewritten_after_lowering_is_read_again(packages, tmp_path):
     """--quantize int8-weights compresses the package in place after lower: parity must judge the new one."""
     import shutil
 
-    from mobexport.export.coreml_mil.check import ReferenceCheck
+    from mobexport.export.targets.coreml.reference_check import ReferenceCheck
 
     shipped = tmp_path / "model.mlpackage"
     shutil.copytree(packages["fp32"][0], shipped)
@@ -201,7 +201,7 @@ def test_on_macos_core_ml_and_the_interpreter_are_compared(packages):
     """CoreMLRunner with a second opinion: Core ML's answer is returned, the agreement goes to the callback."""
     from types import SimpleNamespace
 
-    from mobexport.devices.coreml_runner import CoreMLReferenceRunner, CoreMLRunner
+    from mobexport.devices.runtimes.coreml import CoreMLReferenceRunner, CoreMLRunner
     from mobexport.devices.input_shapes import AcceptedInputs
 
     path = packages["fp32"][0]
@@ -223,7 +223,7 @@ def test_on_macos_core_ml_and_the_interpreter_are_compared(packages):
 
 def test_logits_below_fp16_range_are_explained_not_blamed_on_an_op(packages):
     """Random-init MobileNetV3's logits (~1e-8) flush to zero in any fp16 program: say so and how to avoid it."""
-    from mobexport.export.coreml_mil.check import ReferenceCheck
+    from mobexport.export.targets.coreml.reference_check import ReferenceCheck
 
     path, program = packages["fp16"]
     check = ReferenceCheck.prepare(path, SimpleNamespace(program=program), "fp16", {}, [])

@@ -15,7 +15,7 @@ import numpy as np
 
 from mobexport.errors import DeviceError
 
-from .input_shapes import AcceptedInputs
+from ..input_shapes import AcceptedInputs
 from .runner import Runner
 
 _DELEGATE_BACKENDS = {"xnnpack": "XnnpackBackend"}

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .input_shapes import AcceptedInputs
+from ..input_shapes import AcceptedInputs
 from .runner import Runner
 
 

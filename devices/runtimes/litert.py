@@ -13,7 +13,7 @@ import numpy as np
 
 from mobexport.errors import DeviceError, first_line
 
-from .input_shapes import AcceptedInputs
+from ..input_shapes import AcceptedInputs
 from .runner import Runner
 
 

@@ -13,12 +13,12 @@ from pathlib import Path
 
 from mobexport.config import ExportConfig
 from mobexport.devices.input_shapes import AcceptedInputs
-from mobexport.devices.onnxruntime_runner import OnnxRuntimeRunner
+from mobexport.devices.runtimes.onnxruntime import OnnxRuntimeRunner
 from mobexport.errors import ExportError
 from mobexport.kernels import onnx_translation_table
 
-from .target import Lowered, Target
-from .trace import TracedProgram
+from ..base import Lowered, Target
+from ...trace import TracedProgram
 
 OPSET = 18
 INPUT_NAME = "input"

@@ -27,7 +27,7 @@ import numpy as np
 
 from mobexport.errors import DeviceError
 
-from .input_shapes import AcceptedInputs
+from ..input_shapes import AcceptedInputs
 from .runner import Runner
 
 COMPUTE_UNITS = ("CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE", "ALL")
@@ -138,7 +138,7 @@ class CoreMLReferenceRunner(Runner):
         self.interpreter = interpreter
 
     def activate(self) -> None:
-        from mobexport.export.coreml_mil import MILInterpreter, load_program
+        from mobexport.devices.runtimes.coreml_mil import MILInterpreter, load_program
 
         if self.interpreter is None:
             self.interpreter = MILInterpreter(load_program(self.path))

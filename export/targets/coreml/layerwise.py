@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from .interpreter import MILInterpreter
+from mobexport.devices.runtimes.coreml_mil import MILInterpreter
 
 # Relative error past which an op's output has departed (fp16 storage: ~1e-3 per op, ~1e-2 after many).
 # A correct fp16 Mobile-Former-26M peaks at 0.07 on a product of near-cancelling terms; real faults are O(1) or inf.

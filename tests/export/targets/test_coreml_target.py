@@ -10,9 +10,9 @@ import pytest
 
 from mobexport.config import ExportConfig
 from mobexport.errors import MissingDependencyError, ResolutionError, TargetOptionError
-from mobexport.export import coreml_target
+from mobexport.export.targets.coreml import target as coreml_target
 from mobexport.export.pipeline import export_model
-from mobexport.export.target import get_target
+from mobexport.export.targets import get_target
 from mobexport.manifest import sha256_tree, size_of
 
 pytest.importorskip("coremltools", reason="the coreml extra is not installed")
@@ -95,7 +95,7 @@ def test_dynamic_image_classifier_has_enumerated_sizes_labels_and_baked_normaliz
     assert d["predicted_feature"] == "classLabel" and d["class_labels"]["count"] == 1000
     assert dynamic_image_classifier.manifest.resolution["dynamic"] is True
     # Labels come back from the package in output order (what the macOS runner keys scores by).
-    from mobexport.devices.coreml_runner import _accepted_from_spec, _class_labels
+    from mobexport.devices.runtimes.coreml import _accepted_from_spec, _class_labels
 
     spec = spec_of(dynamic_image_classifier)
     assert _class_labels(spec)[:3] == ["class 0", "class 1", "class 2"] and len(_class_labels(spec)) == 1000
@@ -105,7 +105,7 @@ def test_dynamic_image_classifier_has_enumerated_sizes_labels_and_baked_normaliz
 
 def test_reference_interpreter_runs_an_image_classifier_package(dynamic_image_classifier):
     """Pixels in, the classifier's scores (in label order) out, at two enumerated sizes."""
-    from mobexport.devices.coreml_runner import CoreMLReferenceRunner
+    from mobexport.devices.runtimes.coreml import CoreMLReferenceRunner
 
     d = dynamic_image_classifier.manifest.target_details
     assert d["parity_runtime"]["reference_interpreter"]["unsupported_ops"] == []
@@ -178,7 +178,7 @@ def test_missing_extra_is_one_clear_error(tmp_path, monkeypatch):
 
 @pytest.mark.skipif(ON_MAC, reason="checks the behaviour off macOS")
 def test_off_macos_a_package_runs_on_the_reference_interpreter(static_fp16):
-    from mobexport.devices.coreml_runner import CoreMLReferenceRunner, CoreMLRunner
+    from mobexport.devices.runtimes.coreml import CoreMLReferenceRunner, CoreMLRunner
     from mobexport.errors import DeviceError
 
     target = get_target("coreml")

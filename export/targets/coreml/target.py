@@ -42,14 +42,14 @@ from collections import Counter
 from pathlib import Path
 
 from mobexport.config import ExportConfig
-from mobexport.devices.coreml_runner import COMPUTE_UNITS, CoreMLReferenceRunner, CoreMLRunner
+from mobexport.devices.runtimes.coreml import COMPUTE_UNITS, CoreMLReferenceRunner, CoreMLRunner
 from mobexport.devices.input_shapes import AcceptedInputs
 from mobexport.errors import DeviceError, ExportError, TargetOptionError
 from mobexport.models import get_spec
 
-from .coreml_mil.check import ReferenceCheck
-from .target import Lowered, Target
-from .trace import TracedProgram, example_input
+from .reference_check import ReferenceCheck
+from ..base import Lowered, Target
+from ...trace import TracedProgram, example_input
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"

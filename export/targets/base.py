@@ -1,7 +1,7 @@
 """The export target interface and the target registry.
 
 A target turns a traced program into a deployable file (``lower``) and loads
-that file into a :class:`~mobexport.devices.runner.Runner` (``load``). Its
+that file into a :class:`~mobexport.devices.runtimes.runner.Runner` (``load``). Its
 runtime dependency is optional: ``available()`` says whether it is importable
 and ``require()`` turns "not installed" into a one-line error naming the extra.
 """
@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mobexport.config import ExportConfig
-from mobexport.devices.runner import Runner
-from mobexport.errors import MissingDependencyError, UnknownTargetError
+from mobexport.devices.runtimes.runner import Runner
+from mobexport.errors import MissingDependencyError
 
-from .trace import TracedProgram
+from mobexport.export.trace import TracedProgram
 
 
 @dataclass
@@ -87,26 +87,3 @@ class Target(ABC):
         if not runnable:
             return "partial", f"exports here; parity is not run here ({why_not})"
         return "ready", "exports and runs here"
-
-
-_TARGET_MODULES = {
-    "onnx": ("onnx_target", "OnnxTarget"),
-    "executorch": ("executorch_target", "ExecuTorchTarget"),
-    "coreml": ("coreml_target", "CoreMLTarget"),
-    "tensorrt": ("tensorrt_target", "TensorRTTarget"),
-    "litert": ("litert_target", "LiteRTTarget"),
-}
-
-
-def target_names() -> list[str]:
-    """Targets whose implementation ships with this version."""
-    here = Path(__file__).parent
-    return [name for name, (module, _) in _TARGET_MODULES.items() if (here / f"{module}.py").exists()]
-
-
-def get_target(name: str) -> Target:
-    if name not in target_names():
-        raise UnknownTargetError(f"unknown target '{name}'", f"choose one of: {', '.join(target_names())}")
-    module_name, class_name = _TARGET_MODULES[name]
-    module = importlib.import_module(f"{__package__}.{module_name}")
-    return getattr(module, class_name)()

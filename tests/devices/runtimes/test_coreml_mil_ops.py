@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from mobexport.export.coreml_mil.interpreter import store
-from mobexport.export.coreml_mil.ops import OPS, Args, explicit_padding
+from mobexport.devices.runtimes.coreml_mil.interpreter import store
+from mobexport.devices.runtimes.coreml_mil.ops import OPS, Args, explicit_padding
 
 RNG = np.random.default_rng(0)
 

@@ -1,0 +1,1 @@
+"""Runtimes that run an artifact: one module per artifact kind."""
