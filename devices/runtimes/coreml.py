@@ -12,7 +12,7 @@ image-input package takes 8-bit RGB pixels: the runner un-normalizes the
 float tensor it is given with the model's mean/std and rounds to pixels.
 
 :class:`CoreMLReferenceRunner` runs the same package through mobexport's MIL
-reference interpreter (``export/coreml_mil``) on any host: the parity check
+reference interpreter (``devices/runtimes/coreml_mil``) on any host: the parity check
 on Linux, and on macOS a second opinion that ``CoreMLRunner`` compares with
 Core ML's own prediction when given one.
 """
@@ -138,7 +138,7 @@ class CoreMLReferenceRunner(Runner):
         self.interpreter = interpreter
 
     def activate(self) -> None:
-        from mobexport.devices.runtimes.coreml_mil import MILInterpreter, load_program
+        from .coreml_mil import MILInterpreter, load_program
 
         if self.interpreter is None:
             self.interpreter = MILInterpreter(load_program(self.path))
@@ -221,3 +221,23 @@ def _accepted_from_spec(feature) -> AcceptedInputs:
         return AcceptedInputs.static(sizes[0])
     steps = {b - a for a, b in zip(sizes, sizes[1:])}
     return AcceptedInputs(sizes[0], sizes[-1], steps.pop() if len(steps) == 1 else 1)
+
+
+def open(path: Path, manifest: dict | None = None, device: str = "cpu") -> Runner:
+    """A runner on ``device``: a compute-unit name, or "cpu" (this host: all units, Core ML's default).
+
+    Off macOS (or with ``device="reference"``) the MIL reference interpreter.
+    """
+    details = (manifest or {}).get("target_details") or {}
+    accepted = AcceptedInputs.from_manifest(manifest)
+    if sys.platform != "darwin" or device == "reference":
+        return CoreMLReferenceRunner(path, accepted=accepted, image_input=details.get("image_input"))
+    return CoreMLRunner(path, accepted=accepted, compute_units=compute_units_for(device),
+                        image_input=details.get("image_input"))
+
+
+def compute_units_for(device: str) -> str:
+    units = "ALL" if device in ("cpu", "local") else device.upper()
+    if units not in COMPUTE_UNITS:
+        raise DeviceError(f"unknown Core ML compute units '{device}'", f"use one of {', '.join(COMPUTE_UNITS)}")
+    return units

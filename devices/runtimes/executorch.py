@@ -102,3 +102,10 @@ class ExecuTorchRunner(Runner):
             "input_bytes": sum(meta.input_tensor_meta(i).nbytes() for i in range(meta.num_inputs())),
             "output_bytes": sum(meta.output_tensor_meta(i).nbytes() for i in range(meta.num_outputs())),
         }
+
+
+def open(path: Path, manifest: dict | None = None, device: str = "cpu") -> ExecuTorchRunner:
+    if device != "cpu":
+        raise DeviceError(f"ExecuTorch programs run on the CPU here, not on '{device}'", "use --device local")
+    backend = ((manifest or {}).get("target_details") or {}).get("backend")
+    return ExecuTorchRunner(path, accepted=AcceptedInputs.from_manifest(manifest), backend=backend)

@@ -61,3 +61,10 @@ class LiteRTRunner(Runner):
         self.interpreter.set_tensor(self.input["index"], np.ascontiguousarray(x, dtype=np.float32))
         self.interpreter.invoke()
         return self.interpreter.get_tensor(self.outputs[0]["index"])
+
+
+def open(path: Path, manifest: dict | None = None, device: str = "cpu") -> LiteRTRunner:
+    if device not in ("cpu", "local"):
+        raise DeviceError(f"LiteRT models run on the CPU here, not on '{device}'",
+                          "use --device local, or adb for a phone")
+    return LiteRTRunner(path, accepted=AcceptedInputs.from_manifest(manifest))

@@ -65,3 +65,9 @@ def _accepted_from_shape(shape: list) -> AcceptedInputs | None:
     if len(shape) == 4 and all(isinstance(d, int) for d in shape) and shape[2] == shape[3]:
         return AcceptedInputs.static(shape[2], batch=shape[0])
     return None
+
+
+def open(path: Path, manifest: dict | None = None, device: str = "cpu") -> OnnxRuntimeRunner:
+    """ONNX Runtime on this CPU, or with the CUDA provider first for ``device="cuda"``."""
+    providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else None
+    return OnnxRuntimeRunner(path, providers=providers, accepted=AcceptedInputs.from_manifest(manifest))

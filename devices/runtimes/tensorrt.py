@@ -127,3 +127,8 @@ class TensorRTRunner(Runner):
         if size is None:
             size = getattr(self.engine, "device_memory_size", None)
         return {"engine_device_memory_bytes": int(size)} if size is not None else {}
+
+
+def open(path: Path, manifest: dict | None = None, device: str = "cpu") -> TensorRTRunner:
+    """TensorRT on the GPU, whatever ``device`` says: engines run nowhere else."""
+    return TensorRTRunner(path, accepted=AcceptedInputs.from_manifest(manifest))

@@ -41,3 +41,9 @@ class EagerTorchRunner(Runner):
             self.activate()
         with torch.inference_mode():
             return self.module(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy()
+
+
+def open(path, manifest: dict | None = None, device: str = "cpu"):
+    from mobexport.errors import DeviceError
+
+    raise DeviceError("eager PyTorch has no artifact file to open", "build an EagerTorchRunner from the zoo model")

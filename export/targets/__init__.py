@@ -38,3 +38,25 @@ def get_target(name: str):
     check_name(name)
     module = importlib.import_module(f"{__name__}.{name}.target")
     return getattr(module, TARGETS[name])()
+
+
+def options_class(name: str):
+    """The target's options dataclass (``export/targets/<id>/options.py``), without importing the target."""
+    check_name(name)
+    module = importlib.import_module(f"{__name__}.{name}.options")
+    from .options import TargetOptions
+
+    return next(v for v in vars(module).values()
+                if isinstance(v, type) and issubclass(v, TargetOptions) and v is not TargetOptions
+                and v.target == name)
+
+
+def option_classes() -> list:
+    """Every registered target's options dataclass, in registry order."""
+    return [options_class(name) for name in TARGETS]
+
+
+def quantizers_of(name: str) -> dict:
+    """The target's quantizers by mode (``export/targets/<id>/quantizers.py``), without importing the target."""
+    check_name(name)
+    return importlib.import_module(f"{__name__}.{name}.quantizers").QUANTIZERS

@@ -42,13 +42,16 @@ from collections import Counter
 from pathlib import Path
 
 from mobexport.config import ExportConfig
-from mobexport.devices.runtimes.coreml import COMPUTE_UNITS, CoreMLReferenceRunner, CoreMLRunner
-from mobexport.devices.input_shapes import AcceptedInputs
-from mobexport.errors import DeviceError, ExportError, TargetOptionError
+from mobexport.devices.runtimes import COREML
+from mobexport.devices.runtimes.coreml import CoreMLReferenceRunner, CoreMLRunner
+from mobexport.errors import ExportError, TargetOptionError, first_line
+from mobexport.kernels.lowering import decomposition_table, prepare_fused_ops
 from mobexport.models import get_spec
 
 from .reference_check import ReferenceCheck
 from ..base import Lowered, Target
+from .options import CoreMLOptions
+from .quantizers import QUANTIZERS
 from ...trace import TracedProgram, example_input
 
 INPUT_NAME = "input"
@@ -66,33 +69,38 @@ class CoreMLTarget(Target):
     file_name = "model.mlpackage"
     requires = (("coremltools", "coremltools"),)
     default_dynamic = False
-
-    def __init__(self) -> None:
-        self._image_input = False
-        # The package this target just lowered, its reference interpreter and program (for parity).
-        self._reference: ReferenceCheck | None = None
+    options_class = CoreMLOptions
+    quantizers = QUANTIZERS
 
     def check_config(self, config: ExportConfig) -> None:
-        deployment_target(config.target_options.get("deployment_target") or "iOS16")
-        labels = config.target_options.get("class_labels")
-        if labels is not None:
-            read_class_labels(Path(labels), config.num_classes or get_spec(config.model).num_classes)
+        options = self.options(config)
+        _, target = deployment_target(options.deployment_target)
+        if options.class_labels is not None:
+            read_class_labels(Path(options.class_labels), config.num_classes or get_spec(config.model).num_classes)
+        if config.quantize == "int8":
+            from mobexport.export.quantize.coreml_compress import check_host
+
+            check_host("int8", int(target))
 
     def precision_for(self, config: ExportConfig) -> str:
-        return config.target_options.get("precision") or "fp16"
+        return self.options(config).compute_precision
+
+    def prepare(self, traced: TracedProgram, config: ExportConfig) -> TracedProgram:
+        """Fused ops as plain ATen ops: MIL has them (a registered torch op would add nothing measurable)."""
+        return prepare_fused_ops(traced, decomposition_table("plain"))
 
     def lower(self, traced: TracedProgram, config: ExportConfig, out_dir: Path) -> Lowered:
         import coremltools as ct
         import numpy as np
 
-        options = config.target_options
+        options = self.options(config)
         spec = get_spec(config.model)
         num_classes = config.num_classes or spec.num_classes
-        target_name, target = deployment_target(options.get("deployment_target") or "iOS16")
-        precision = self.precision_for(config)
-        labels_path = options.get("class_labels")
+        target_name, target = deployment_target(options.deployment_target)
+        precision = options.compute_precision
+        labels_path = options.class_labels
         labels = read_class_labels(Path(labels_path), num_classes) if labels_path else None
-        self._image_input = bool(options.get("image_input"))
+        image_input = bool(options.image_input)
         notes: list[str] = []
 
         shape, flexible = input_shape(traced)
@@ -101,7 +109,7 @@ class CoreMLTarget(Target):
         program = traced.program
         details: dict = {"format": "mlprogram", "deployment_target": target_name, "compute_precision": precision,
                          "flexible_shapes": flexible}
-        if self._image_input:
+        if image_input:
             preprocessing = image_preprocessing(spec.mean, spec.std)
             details["image_input"] = preprocessing
             if preprocessing["channel_factors"] is not None:
@@ -126,8 +134,8 @@ class CoreMLTarget(Target):
                     skip_model_load=True,
                 )
         except Exception as exc:
-            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-            raise ExportError(f"Core ML conversion failed: {first}", "run with --debug for the full trace") from exc
+            raise ExportError(f"Core ML conversion failed: {first_line(exc)}",
+                              "run with --debug for the full trace") from exc
         mlmodel.short_description = f"{spec.name} exported by mobexport"
         mlmodel.user_defined_metadata["mobexport.model"] = spec.name
         mlmodel.user_defined_metadata["mobexport.mean"] = ",".join(f"{v:g}" for v in spec.mean)
@@ -136,53 +144,53 @@ class CoreMLTarget(Target):
         mlmodel.save(str(path))
 
         structure = describe_mlpackage(path)
-        check_structure(structure, traced, num_classes, labels is not None, self._image_input, int(target), precision)
+        check_structure(structure, traced, num_classes, labels is not None, image_input, int(target), precision)
         details.update(structure)
-        self._reference = ReferenceCheck.prepare(path, traced, precision, details, notes)
+        reference = ReferenceCheck.prepare(path, traced, precision, details, notes)
         if labels:
             details["class_labels"] = {"file": str(labels_path), "count": len(labels)}
-        return Lowered(path=path, details=details, notes=notes)
+        return Lowered(path=path, kind=COREML, details=details, notes=notes,
+                       runnable=lambda: reference_runnable(reference, image_input),
+                       parity_runner=lambda: parity_runner(reference, image_input, details),
+                       explain=lambda report: explain_with(reference, report))
 
     def can_run_here(self) -> tuple[bool, str]:
-        if self._image_input:
-            return False, ("an image-input model takes 8-bit pixels, not the float tensors parity compares; "
-                           "export without --image-input to measure parity")
-        if sys.platform == "darwin":
-            return True, ""
-        if self._reference is None:
-            return False, "Core ML prediction needs macOS"
-        unsupported = self._reference.interpreter.unsupported
-        if unsupported:
-            return False, (f"cannot verify: op {', '.join(unsupported)} is not covered "
-                           "by the Core ML reference interpreter, and Core ML prediction needs macOS")
+        """Core ML itself predicts on macOS only (a lowered package can still be checked by the interpreter)."""
+        return (True, "") if sys.platform == "darwin" else (False, "Core ML prediction needs macOS")
+
+
+def reference_runnable(reference: ReferenceCheck, image_input: bool) -> tuple[bool, str]:
+    """Whether parity can be measured here for a just-lowered package, and why not."""
+    if image_input:
+        return False, ("an image-input model takes 8-bit pixels, not the float tensors parity compares; "
+                       "export without --image-input to measure parity")
+    if sys.platform == "darwin":
         return True, ""
+    unsupported = reference.interpreter.unsupported
+    if unsupported:
+        return False, (f"cannot verify: op {', '.join(unsupported)} is not covered "
+                       "by the Core ML reference interpreter, and Core ML prediction needs macOS")
+    return True, ""
 
-    def load(self, path: Path, manifest: dict | None = None, device: str = "cpu"):
-        """A runner on ``device``: a compute-unit name, or "cpu" (this host: all units, Core ML's default).
 
-        Off macOS (or with ``device="reference"``) the MIL reference interpreter; on macOS, right after
-        ``lower``, Core ML with the interpreter's outputs compared alongside (recorded in target_details).
-        """
-        details = (manifest or {}).get("target_details") or {}
-        accepted = AcceptedInputs.from_manifest(manifest)
-        reference = self._reference if self._reference is not None and self._reference.path == Path(path) else None
-        if sys.platform != "darwin" or device == "reference":
-            return CoreMLReferenceRunner(path, accepted=accepted, image_input=details.get("image_input"),
-                                         interpreter=reference.interpreter if reference else None)
-        units = "ALL" if device in ("cpu", "local") else device.upper()
-        if units not in COMPUTE_UNITS:
-            raise DeviceError(f"unknown Core ML compute units '{device}'", f"use one of {', '.join(COMPUTE_UNITS)}")
-        second = None
-        if reference is not None and not reference.interpreter.unsupported and not self._image_input:
-            second = CoreMLReferenceRunner(path, accepted=accepted, interpreter=reference.interpreter)
-        return CoreMLRunner(path, accepted=accepted, compute_units=units, image_input=details.get("image_input"),
-                            second_opinion=second, on_agreement=reference.record_agreement if second else None)
+def parity_runner(reference: ReferenceCheck, image_input: bool, details: dict):
+    """Off macOS the MIL reference interpreter already loaded; on macOS Core ML, with the interpreter alongside."""
+    accepted = None
+    if sys.platform != "darwin":
+        return CoreMLReferenceRunner(reference.path, accepted=accepted, image_input=details.get("image_input"),
+                                     interpreter=reference.interpreter)
+    second = None
+    if not reference.interpreter.unsupported and not image_input:
+        second = CoreMLReferenceRunner(reference.path, accepted=accepted, interpreter=reference.interpreter)
+    return CoreMLRunner(reference.path, accepted=accepted, compute_units="ALL", image_input=details.get("image_input"),
+                        second_opinion=second, on_agreement=reference.record_agreement if second else None)
 
-    def explain_parity_failure(self, report) -> str | None:
-        """The first MIL op whose output departs from the PyTorch program's node, for a failing parity report."""
-        if self._reference is None or self._reference.interpreter.unsupported:
-            return None
-        return self._reference.explain(report)
+
+def explain_with(reference: ReferenceCheck, report) -> str | None:
+    """The first MIL op whose output departs from the PyTorch program's node, for a failing parity report."""
+    if reference.interpreter.unsupported:
+        return None
+    return reference.explain(report)
 
 
 def deployment_target(name: str):
@@ -282,7 +290,7 @@ def with_channel_factors(traced: TracedProgram, factors: list[float]):
             return torch.export.export(module, (example_input(traced.resolution),), dynamic_shapes=dynamic_shapes,
                                        strict=False)
     except Exception as exc:
-        raise ExportError(f"could not prepend the image normalization: {str(exc).strip().splitlines()[0][:200]}",
+        raise ExportError(f"could not prepend the image normalization: {first_line(exc, 200)}",
                           "export without --image-input and normalize in the app") from exc
 
 

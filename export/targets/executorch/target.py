@@ -24,15 +24,17 @@ import warnings
 from pathlib import Path
 
 from mobexport.config import ExportConfig
-from mobexport.devices.runtimes.executorch import ACCEPTS_METHODS, ExecuTorchRunner
-from mobexport.devices.input_shapes import AcceptedInputs
-from mobexport.errors import DeviceError, ExportError, TargetOptionError
+from mobexport.devices.runtimes import EXECUTORCH
+from mobexport.devices.runtimes.executorch import ACCEPTS_METHODS
+from mobexport.errors import ExportError, TargetOptionError, first_line
+from mobexport.kernels.lowering import decomposition_table, prepare_fused_ops
 
 from .delegation import delegation_coverage, partitioner_reasons
 from ..base import Lowered, Target
+from .options import BACKENDS, ExecuTorchOptions
+from .quantizers import QUANTIZERS
 from ...trace import TracedProgram, example_input
 
-BACKENDS = ("xnnpack", "portable")
 log = logging.getLogger(__name__)
 
 
@@ -42,10 +44,12 @@ class ExecuTorchTarget(Target):
     file_name = "model.pte"
     requires = (("executorch", "executorch"),)
     default_dynamic = False
+    options_class = ExecuTorchOptions
+    quantizers = QUANTIZERS
 
     def check_config(self, config: ExportConfig) -> None:
         options = config.target_options
-        backend = options.get("backend") or "xnnpack"
+        backend = self.options(config).backend
         if backend not in BACKENDS:
             raise TargetOptionError(f"unknown ExecuTorch backend '{backend}'", f"use --backend {' or '.join(BACKENDS)}")
         if options.get("precision") not in (None, "fp32"):
@@ -54,8 +58,12 @@ class ExecuTorchTarget(Target):
                 "drop --precision; for a smaller, faster program use --quantize int8",
             )
 
+    def prepare(self, traced: TracedProgram, config: ExportConfig) -> TracedProgram:
+        """Fused ops as ATen ops: XNNPACK's forms for the delegate, the plainest for portable kernels."""
+        return prepare_fused_ops(traced, decomposition_table(self.options(config).backend))
+
     def lower(self, traced: TracedProgram, config: ExportConfig, out_dir: Path) -> Lowered:
-        backend = config.target_options.get("backend") or "xnnpack"
+        backend = self.options(config).backend
         notes: list[str] = []
         fallback: TracedProgram | None = None
         try:
@@ -63,7 +71,7 @@ class ExecuTorchTarget(Target):
         except Exception as exc:
             if not traced.dynamic:
                 raise _export_error(exc, backend) from exc
-            reason = _first_line(exc)
+            reason = first_line(exc, 200)
             log.warning("ExecuTorch (%s) could not lower dynamic height/width (%s); lowering static %d",
                         backend, reason, traced.resolution)
             fallback = static_program(traced, reason)
@@ -87,13 +95,7 @@ class ExecuTorchTarget(Target):
             **memory_plan(manager),
             **signature,
         }
-        return Lowered(path=path, details=details, notes=notes, traced=fallback)
-
-    def load(self, path: Path, manifest: dict | None = None, device: str = "cpu") -> ExecuTorchRunner:
-        if device != "cpu":
-            raise DeviceError(f"ExecuTorch programs run on the CPU here, not on '{device}'", "use --device local")
-        backend = ((manifest or {}).get("target_details") or {}).get("backend")
-        return ExecuTorchRunner(path, accepted=AcceptedInputs.from_manifest(manifest), backend=backend)
+        return Lowered(path=path, kind=EXECUTORCH, details=details, notes=notes, traced=fallback)
 
 
 def accepted_constants(traced: TracedProgram) -> dict[str, int]:
@@ -161,12 +163,7 @@ def _signature(program, which: str) -> list[dict]:
     return out
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:200] if text else type(exc).__name__
-
-
 def _export_error(exc: BaseException, backend: str) -> ExportError:
     hint = "try --backend portable, or run with --debug for the full trace" if backend == "xnnpack" \
         else "run with --debug for the full trace"
-    return ExportError(f"ExecuTorch lowering ({backend}) failed: {_first_line(exc)}", hint)
+    return ExportError(f"ExecuTorch lowering ({backend}) failed: {first_line(exc, 200)}", hint)

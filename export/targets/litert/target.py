@@ -25,12 +25,14 @@ import warnings
 from pathlib import Path
 
 from mobexport.config import ExportConfig
-from mobexport.devices.input_shapes import AcceptedInputs
-from mobexport.devices.runtimes.litert import LiteRTRunner
 from mobexport import logs
-from mobexport.errors import DeviceError, ExportError, TargetOptionError, first_line
+from mobexport.devices.runtimes import LITERT
+from mobexport.errors import ExportError, TargetOptionError, first_line
+from mobexport.kernels.lowering import decomposition_table, prepare_fused_ops
 
 from ..base import Lowered, Target
+from .options import LiteRTOptions
+from .quantizers import QUANTIZERS
 from ...trace import TracedProgram, example_input
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,8 @@ class LiteRTTarget(Target):
     file_name = "model.tflite"
     requires = (("litert_torch", "litert-torch"), ("ai_edge_litert", "ai-edge-litert"))
     default_dynamic = False
+    options_class = LiteRTOptions
+    quantizers = QUANTIZERS
 
     def check_config(self, config: ExportConfig) -> None:
         if config.dynamic:
@@ -52,6 +56,10 @@ class LiteRTTarget(Target):
                 f"--precision {config.target_options['precision']} is not a litert option",
                 "use --quantize fp16 or --quantize int8 for a smaller LiteRT model")
 
+    def prepare(self, traced: TracedProgram, config: ExportConfig) -> TracedProgram:
+        """Fused ops as plain ATen ops, which the converter lowers to TFLite ops."""
+        return prepare_fused_ops(traced, decomposition_table("plain"))
+
     def lower(self, traced: TracedProgram, config: ExportConfig, out_dir: Path) -> Lowered:
         path = Path(out_dir) / self.file_name
         convert(traced, path)
@@ -61,13 +69,7 @@ class LiteRTTarget(Target):
             left = ", ".join(f"{op} x{n}" for op, n in list(details["reference_kernel_ops"].items())[:5])
             notes.append(f"{sum(details['reference_kernel_ops'].values())} op(s) left to LiteRT's reference "
                          f"kernels (not XNNPACK): {left}")
-        return Lowered(path=path, details=details, notes=notes)
-
-    def load(self, path: Path, manifest: dict | None = None, device: str = "cpu") -> LiteRTRunner:
-        if device not in ("cpu", "local"):
-            raise DeviceError(f"LiteRT models run on the CPU here, not on '{device}'",
-                              "use --device local, or adb for a phone")
-        return LiteRTRunner(path, accepted=AcceptedInputs.from_manifest(manifest))
+        return Lowered(path=path, kind=LITERT, details=details, notes=notes)
 
 
 def convert(traced: TracedProgram, path: Path) -> Path:

@@ -2,7 +2,9 @@
 
 Opset 18, spatial axes dynamic when the traced program is, the model checked
 with ``onnx.checker`` (full check, shape inference included) before it counts
-as written. Parity runs through ONNX Runtime on this CPU.
+as written. Fused ``mobexport::`` ops need no ``prepare``: the exporter
+translates them (``kernels/lowering.onnx_translation_table``). Parity runs
+through ONNX Runtime on this CPU.
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ import warnings
 from pathlib import Path
 
 from mobexport.config import ExportConfig
-from mobexport.devices.input_shapes import AcceptedInputs
-from mobexport.devices.runtimes.onnxruntime import OnnxRuntimeRunner
-from mobexport.errors import ExportError
+from mobexport.devices.runtimes import ONNX
+from mobexport.errors import ExportError, TargetOptionError, first_line
 from mobexport.kernels import onnx_translation_table
 
 from ..base import Lowered, Target
+from .options import OnnxOptions
+from .quantizers import QUANTIZERS
 from ...trace import TracedProgram
 
 OPSET = 18
@@ -31,15 +34,18 @@ class OnnxTarget(Target):
     file_name = "model.onnx"
     requires = (("onnx", "onnx"), ("onnxruntime", "onnxruntime"), ("onnxscript", "onnxscript"))
     default_dynamic = True
+    options_class = OnnxOptions
+    quantizers = QUANTIZERS
+
+    def check_config(self, config: ExportConfig) -> None:
+        if self.options(config).int8_activations == "uint8" and config.quantize != "int8":
+            raise TargetOptionError("--int8-activations uint8 applies to --target onnx --quantize int8 only",
+                                    "drop --int8-activations, or add --quantize int8")
 
     def lower(self, traced: TracedProgram, config: ExportConfig, out_dir: Path) -> Lowered:
         path = Path(out_dir) / self.file_name
         write_onnx(traced, path)
-        return Lowered(path=path, details=describe_onnx(path))
-
-    def load(self, path: Path, manifest: dict | None = None, device: str = "cpu") -> OnnxRuntimeRunner:
-        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else None
-        return OnnxRuntimeRunner(path, providers=providers, accepted=AcceptedInputs.from_manifest(manifest))
+        return Lowered(path=path, kind=ONNX, details=describe_onnx(path))
 
 
 def write_onnx(traced: TracedProgram, path: Path, opset: int = OPSET) -> Path:
@@ -68,8 +74,7 @@ def write_onnx(traced: TracedProgram, path: Path, opset: int = OPSET) -> Path:
             onnx_program.save(str(path), external_data=False)
         onnx.checker.check_model(str(path), full_check=True)
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-        raise ExportError(f"ONNX export failed: {first}", "run with --debug for the full trace") from exc
+        raise ExportError(f"ONNX export failed: {first_line(exc)}", "run with --debug for the full trace") from exc
     finally:
         for lg, level in zip(quiet, levels):
             lg.setLevel(level)

@@ -5,7 +5,8 @@ checked by ``onnx.checker``); TensorRT 10's ONNX parser reads it into an
 explicit-batch network, the builder config enables fp16 kernels (default; or
 fp32 with ``--precision fp32``) and, for a dynamic export, one optimization
 profile spanning the model's resolution range (min, opt = the export
-resolution, max). Engines are static by default: a fixed shape gets tactics
+resolution, max). ``lower`` writes the ONNX; quantizers rewrite it (int8:
+symmetric QDQ); ``finish`` builds the engine from what they left. Engines are static by default: a fixed shape gets tactics
 tuned for exactly that shape and needs no profile.
 
 An engine only builds (and runs) on an NVIDIA GPU, and belongs to the GPU
@@ -18,20 +19,20 @@ an engine is refused up front with a pointer to that option.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import shlex
 from pathlib import Path
 
 from mobexport.config import ExportConfig
-from mobexport.devices.input_shapes import AcceptedInputs
-from mobexport.devices.runtimes.onnxruntime import OnnxRuntimeRunner
-from mobexport.devices.runtimes.runner import Runner
-from mobexport.devices.runtimes.tensorrt import TensorRTRunner, nvidia_gpu
+from mobexport.devices.runtimes import ONNX, TENSORRT
+from mobexport.devices.runtimes.tensorrt import nvidia_gpu
 from mobexport.errors import DeviceError, ExportError, MissingDependencyError, TargetOptionError
 
 from ..onnx.target import INPUT_NAME, describe_onnx, write_onnx
-from ...quantize.tensorrt_int8 import quantize_for_tensorrt
 from ..base import Lowered, Target
+from .options import TensorRTOptions
+from .quantizers import QUANTIZERS
 from ...trace import TracedProgram
 
 ENGINE_NAME = "model.engine"
@@ -47,8 +48,8 @@ class TensorRTTarget(Target):
     requires = (("onnx", "onnx"), ("onnxruntime", "onnxruntime"), ("onnxscript", "onnxscript"))
     default_dynamic = False
 
-    def __init__(self) -> None:
-        self._engine_built = False
+    options_class = TensorRTOptions
+    quantizers = QUANTIZERS
 
     def check_config(self, config: ExportConfig) -> None:
         if config.target_options.get("precision") not in (None, "fp16", "fp32"):
@@ -82,16 +83,15 @@ class TensorRTTarget(Target):
     def engine_precision(self, config: ExportConfig) -> str:
         if config.quantize == "int8":
             return "int8"
-        return config.target_options.get("precision") or "fp16"
+        return self.options(config).precision or "fp16"
 
     def precision_for(self, config: ExportConfig) -> str:
         # Without an engine, parity is that of the fp32 ONNX file under ONNX Runtime.
         return self.engine_precision(config) if builds_engine(config) else "fp32"
 
     def lower(self, traced: TracedProgram, config: ExportConfig, out_dir: Path) -> Lowered:
-        out_dir = Path(out_dir)
-        onnx_path = write_onnx(traced, out_dir / ONNX_NAME)
-        quantization = quantize_for_tensorrt(onnx_path, config, traced.resolution)
+        """The TensorRT-ready ONNX and the engine's build facts; ``finish`` builds the engine from it."""
+        onnx_path = write_onnx(traced, Path(out_dir) / ONNX_NAME)
         precision = self.engine_precision(config)
         shapes = profile_shapes(traced)
         onnx_facts = describe_onnx(onnx_path)
@@ -103,38 +103,30 @@ class TensorRTTarget(Target):
             "onnx_nodes": onnx_facts["nodes"],
             "op_histogram": onnx_facts["op_histogram"],
         }
-        if quantization:
-            details["quantization"] = quantization  # read (and removed) by the pipeline's quantization step
+        return Lowered(path=onnx_path, kind=ONNX, details=details)
+
+    def finish(self, lowered: Lowered, config: ExportConfig, out_dir: Path) -> Lowered:
+        """Build the engine from the (possibly quantized) ONNX, or say how to build it on the GPU host."""
+        details = dict(lowered.details)
         if not builds_engine(config):
-            self._engine_built = False
             details["engine_built"] = False
-            return Lowered(path=onnx_path, details=details, notes=[
+            return dataclasses.replace(lowered, details=details, notes=[*lowered.notes, (
                 "engine not built here (--build-engine no): run the manifest's trtexec command on the GPU host; "
-                "parity is the ONNX file's under ONNX Runtime"])
-        engine_path = out_dir / ENGINE_NAME
-        details.update(build_engine(onnx_path, engine_path, precision, shapes))
+                "parity is the ONNX file's under ONNX Runtime")])
+        engine_path = Path(out_dir) / ENGINE_NAME
+        details.update(build_engine(lowered.path, engine_path, details["engine_precision"], details["profile"]))
         details["engine_built"] = True
-        self._engine_built = True
-        return Lowered(path=engine_path, details=details)
+        return dataclasses.replace(lowered, path=engine_path, kind=TENSORRT, details=details,
+                                   runnable=engine_runs_here)
 
-    def can_run_here(self) -> tuple[bool, str]:
-        if not self._engine_built:
-            return True, ""
-        present, why = nvidia_gpu()
-        return (True, "") if present else (False, f"TensorRT engines run on an NVIDIA GPU ({why})")
 
-    def load(self, path: Path, manifest: dict | None = None, device: str = "cpu") -> Runner:
-        """ONNX Runtime for the TensorRT-ready ONNX; TensorRT on the GPU for an engine (whatever ``device``)."""
-        path = Path(path)
-        accepted = AcceptedInputs.from_manifest(manifest)
-        if path.suffix == ".onnx":
-            providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else None
-            return OnnxRuntimeRunner(path, providers=providers, accepted=accepted)
-        return TensorRTRunner(path, accepted=accepted)
+def engine_runs_here() -> tuple[bool, str]:
+    present, why = nvidia_gpu()
+    return (True, "") if present else (False, f"TensorRT engines run on an NVIDIA GPU ({why})")
 
 
 def builds_engine(config: ExportConfig) -> bool:
-    return bool(config.target_options.get("build_engine", True))
+    return bool(TensorRTOptions.from_dict(config.target_options).build_engine)
 
 
 def profile_shapes(traced: TracedProgram) -> dict:

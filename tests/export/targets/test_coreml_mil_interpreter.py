@@ -139,17 +139,16 @@ def test_an_op_without_semantics_is_cannot_verify_never_a_pass(packages, monkeyp
         interpreter.run({"input": X})
 
     from mobexport.export.targets.coreml.reference_check import ReferenceCheck
-    from mobexport.export.targets.coreml.target import CoreMLTarget
+    from mobexport.export.targets.coreml.target import reference_runnable
 
     details, notes = {}, []
-    target = CoreMLTarget()
-    target._reference = ReferenceCheck.prepare(packages["fp32"][0], None, "fp32", details, notes)
+    reference = ReferenceCheck.prepare(packages["fp32"][0], None, "fp32", details, notes)
     assert details["parity_runtime"]["reference_interpreter"]["unsupported_ops"] == ["softmax"]
     assert any(n.startswith("cannot verify: op softmax") for n in notes)
     import sys
 
     if sys.platform != "darwin":
-        runnable, why = target.can_run_here()
+        runnable, why = reference_runnable(reference, image_input=False)
         assert not runnable and why.startswith("cannot verify: op softmax")
 
 
@@ -167,17 +166,16 @@ def test_a_failing_core_ml_parity_names_the_first_wrong_op(packages, monkeypatch
     from types import SimpleNamespace
 
     from mobexport.export.targets.coreml.reference_check import ReferenceCheck
-    from mobexport.export.targets.coreml.target import CoreMLTarget
+    from mobexport.export.targets.coreml.target import explain_with
 
     path, program = packages["fp32"]
     details = {}
-    target = CoreMLTarget()
-    target._reference = ReferenceCheck.prepare(path, SimpleNamespace(program=program), "fp32", details, [])
+    reference = ReferenceCheck.prepare(path, SimpleNamespace(program=program), "fp32", details, [])
     failing = parity.compare(np.eye(2, dtype=np.float32), np.eye(2, dtype=np.float32)[::-1], 16, parity.FP32)
-    assert target.explain_parity_failure(failing) is None  # the program itself is right
+    assert explain_with(reference, failing) is None  # the program itself is right
 
     monkeypatch.setitem(mil_ops.OPS, "softmax", lambda a: torch.softmax(a.t("x"), dim=0 if a.t("x").dim() < 3 else 1))
-    why = target.explain_parity_failure(failing)
+    why = explain_with(reference, failing)
     assert why.startswith("first departing MIL op: 'softmax") and "(softmax) vs PyTorch node 'softmax'" in why
 
 
