@@ -42,9 +42,7 @@ def build_runner(job: CaseJob, device: str):
         from .runtimes.torch import EagerTorchRunner
 
         return EagerTorchRunner(job.model, job.resolution, threads=job.threads), "torch.set_num_threads"
-    from mobexport.export.targets import get_target
-
-    runner = get_target(job.kind).load(job.artifact_path, job.manifest, device=device)
+    runner = open_runner(job.artifact_path, job.manifest, device=device, kind=artifact_kind(job))
     if job.threads <= 0:
         return runner, "runtime default"
     if hasattr(runner, "threads"):

@@ -42,6 +42,7 @@ class MixedPrecision:
     chosen: list[sens.LayerSensitivity] = field(default_factory=list)
     island: list[str] = field(default_factory=list)
     summary: dict = field(default_factory=dict)
+    mixed_sqnr_db: float | None = None   # logits SQNR of the mixed result (unrounded), when layers were kept float
 
 
 def mixed_precision(backend: MixedPrecisionBackend, inputs: np.ndarray,
@@ -59,9 +60,10 @@ def mixed_precision(backend: MixedPrecisionBackend, inputs: np.ndarray,
     log.info("int8: keeping %d layer(s) in float (%d nodes with their float island): %s", len(chosen),
              len(island), ", ".join(s.name for s in chosen))
     mixed = backend.quantize(island)
+    mixed_db = backend.output_sqnr(mixed, samples)
     summary["output_sqnr_db"] = {"all_int8": round(backend.output_sqnr(first, samples), 2),
-                                 "mixed": round(backend.output_sqnr(mixed, samples), 2)}
-    return MixedPrecision(mixed, first, chosen, island, summary)
+                                 "mixed": round(mixed_db, 2)}
+    return MixedPrecision(mixed, first, chosen, island, summary, mixed_db)
 
 
 def layer_facts(float_layers, sensitivity: dict | None, island: list[str] | None = None) -> dict:

@@ -29,7 +29,7 @@ from mobexport.export.trace import TracedProgram, example_input
 RESOLUTION = 32
 CLASSES = 10
 # A zoo name for the spec facts a target reads (mean/std, its name in metadata); the network is the tiny one below.
-MODEL = "mobilenet_v3_small_050"
+MODEL = "mobilenet_v3_small_100"
 
 
 class Tiny(torch.nn.Module):
