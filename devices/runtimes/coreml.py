@@ -25,7 +25,7 @@ from typing import Callable
 
 import numpy as np
 
-from mobexport.errors import DeviceError
+from mobexport.errors import DeviceError, first_line
 
 from ..input_shapes import AcceptedInputs
 from .runner import Runner
@@ -63,7 +63,7 @@ class CoreMLRunner(Runner):
         try:
             self.model = ct.models.MLModel(str(self.path), compute_units=getattr(ct.ComputeUnit, units))
         except Exception as exc:
-            raise DeviceError(f"Core ML could not load '{self.path.name}' ({str(exc).strip()[:200]})",
+            raise DeviceError(f"Core ML could not load '{self.path.name}' ({first_line(exc, 200)})",
                               "re-export it, or raise --deployment-target to this Mac's macOS") from None
         spec = self.model.get_spec()
         description = spec.description

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mobexport.errors import DeviceError
+from mobexport.errors import DeviceError, first_line
 
 from ..input_shapes import AcceptedInputs
 from .runner import Runner
@@ -61,7 +61,7 @@ class ExecuTorchRunner(Runner):
             self.program = runtime.load_program(self.path)
             self.method = self.program.load_method("forward")
         except RuntimeError as exc:
-            raise DeviceError(f"ExecuTorch could not load '{self.path.name}' ({str(exc).strip()[:200]})",
+            raise DeviceError(f"ExecuTorch could not load '{self.path.name}' ({first_line(exc, 200)})",
                               "re-export it with this executorch version") from None
         if self.accepted is None:
             self.accepted = self._accepted_from_program()
@@ -88,8 +88,7 @@ class ExecuTorchRunner(Runner):
             outputs = self.method.execute([torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))])
         except RuntimeError as exc:
             # The runtime's own words are a status code; its log above says which delegate call failed.
-            first = (str(exc).strip().splitlines() or ["no message"])[0]
-            raise DeviceError(f"the ExecuTorch runtime failed to run '{self.path.name}' ({first})",
+            raise DeviceError(f"the ExecuTorch runtime failed to run '{self.path.name}' ({first_line(exc)})",
                               "export without --quantize, or with --backend portable, and report this") from exc
         return outputs[0].detach().numpy().copy()
 

@@ -164,3 +164,11 @@ def test_devices_import_nothing_from_export():
 
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"
+
+
+def test_the_sweep_exports_with_the_command_lines_defaults():
+    """``bench`` once copied the CLI's defaults by hand (and missed --int8-activations)."""
+    from mobexport.benchmarks.bench_artifacts import DEFAULT_TARGET_OPTIONS  # c moves this module: fix the path
+
+    assert DEFAULT_TARGET_OPTIONS == default_options(option_classes())
+    assert set(DEFAULT_TARGET_OPTIONS) == {name for cls in option_classes() for name in cls.defaults()}

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mobexport.errors import ExportError
+from mobexport.errors import ExportError, first_line
 
 from .ops import OPS, Args
 
@@ -112,7 +112,7 @@ def load_program(path: Path) -> LoadedProgram:
         raise
     except Exception as exc:
         raise ExportError(f"coremltools could not read the MIL program of '{Path(path).name}' "
-                          f"({str(exc).strip()[:200]})", "re-export the package") from exc
+                          f"({first_line(exc, 200)})", "re-export the package") from exc
     finally:
         logger.setLevel(level)
     return LoadedProgram(function=program.functions["main"], spec_version=int(spec.specificationVersion),
@@ -192,7 +192,7 @@ class MILInterpreter:
                     result = OPS[op.op_type](Args(op.op_type, values, self.spec_version))
                 except Exception as exc:
                     raise ExportError(f"the reference interpreter failed on MIL op '{op.name}' ({op.op_type}): "
-                                      f"{str(exc).strip()[:200]}", "run with --debug and report it") from exc
+                                      f"{first_line(exc, 200)}", "run with --debug and report it") from exc
                 results = result if isinstance(result, tuple) else (result,)
                 for var, value in zip(op.outputs, results):
                     value = store(value, _dtype_name(var))

@@ -333,7 +333,7 @@ def describe_mlpackage(path: Path) -> dict:
     try:
         spec = ct.models.MLModel(str(path), skip_model_load=True).get_spec()
     except Exception as exc:
-        raise ExportError(f"the saved Core ML package does not load back: {str(exc).strip()[:200]}",
+        raise ExportError(f"the saved Core ML package does not load back: {first_line(exc, 200)}",
                           "run with --debug for the full trace") from exc
     facts: dict = {
         "specification_version": int(spec.specificationVersion),
