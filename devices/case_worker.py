@@ -21,31 +21,28 @@ from pathlib import Path
 
 import numpy as np
 
+from mobexport.errors import first_line
+
 from .device import EAGER, CaseJob
 from .measure import time_adaptively
 from .memory import current_rss_bytes, peak_rss_bytes, reset_peak
+from .runtimes import kind_of, open_runner, runtime
 
-# The runtime a kind loads, imported before the idle baseline is read.
-RUNTIME_MODULES = {
-    "onnx": "onnxruntime",
-    "executorch": "executorch.runtime",
-    "pytorch": "torch",
-    "coreml": "coremltools",
-    "tensorrt": "tensorrt",
-    "litert": "ai_edge_litert.interpreter",
-}
 EXIT_CASE_ERROR = 3
+
+
+def artifact_kind(job: CaseJob) -> str:
+    """The kind of artifact the job runs (the manifest says; eager PyTorch has none)."""
+    return EAGER if job.kind == EAGER else kind_of(job.artifact_path, job.manifest)
 
 
 def build_runner(job: CaseJob, device: str):
     """A runner for the job, not yet activated; (runner, how threads were applied)."""
     if job.kind == EAGER:
-        from .torch_runner import EagerTorchRunner
+        from .runtimes.torch import EagerTorchRunner
 
         return EagerTorchRunner(job.model, job.resolution, threads=job.threads), "torch.set_num_threads"
-    from mobexport.export.target import get_target
-
-    runner = get_target(job.kind).load(job.artifact_path, job.manifest, device=device)
+    runner = open_runner(job.artifact_path, job.manifest, device=device, kind=artifact_kind(job))
     if job.threads <= 0:
         return runner, "runtime default"
     if hasattr(runner, "threads"):
@@ -59,7 +56,8 @@ def run(spec: dict) -> dict:
     cpus = spec.get("cpus")
     if cpus:
         os.sched_setaffinity(0, set(cpus))
-    importlib.import_module(RUNTIME_MODULES.get(job.kind, "numpy"))
+    # The runtime's package is imported before the idle baseline is read.
+    importlib.import_module(runtime(artifact_kind(job)).package)
     x = np.random.default_rng(0).standard_normal((job.batch, 3, job.resolution, job.resolution)).astype(np.float32)
     runner, threads_applied = build_runner(job, spec.get("device", "cpu"))
 
@@ -131,8 +129,7 @@ def main(argv: list[str]) -> int:
     try:
         result = run(spec)
     except Exception as exc:  # the case failed; the parent records why
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        write_atomic(result_path, {"ok": False, "error": f"{type(exc).__name__}: {message[:400]}",
+        write_atomic(result_path, {"ok": False, "error": f"{type(exc).__name__}: {first_line(exc, 400)}",
                                    "traceback": traceback.format_exc()[-4000:]})
         return EXIT_CASE_ERROR
     write_atomic(result_path, result)

@@ -15,6 +15,7 @@ from mobexport.errors import DeviceError
 
 from .device import Availability, Device
 from .local import SubprocessDevice, host_fingerprint
+from .runtimes import ONNX, TENSORRT
 
 
 def nvidia_smi(*query: str) -> tuple[bool, str]:
@@ -47,7 +48,7 @@ def tensorrt_installed() -> bool:
 class CudaDevice(SubprocessDevice):
     """The first NVIDIA GPU of this host."""
 
-    kinds = ("tensorrt", "onnx")
+    kinds = (TENSORRT, ONNX)
     runtime_device = "cuda"
 
     @property
@@ -67,9 +68,9 @@ class CudaDevice(SubprocessDevice):
 
     def check_kind(self, kind: str) -> None:
         Device.check_kind(self, kind)
-        if kind == "onnx" and not ort_has_cuda():
+        if kind == ONNX and not ort_has_cuda():
             raise DeviceError("ONNX Runtime here has no CUDA execution provider", "pip install onnxruntime-gpu")
-        if kind == "tensorrt" and not tensorrt_installed():
+        if kind == TENSORRT and not tensorrt_installed():
             raise DeviceError("TensorRT is not installed", "pip install tensorrt (NVIDIA's wheels)")
 
     def info(self) -> dict:

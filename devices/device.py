@@ -20,9 +20,9 @@ from pathlib import Path
 from mobexport.errors import DeviceError
 
 from .measure import MeasurePolicy
+from .runtimes import EAGER, RUNTIMES, where_it_runs
 
-# Artifact kinds: the export targets, plus eager PyTorch straight from the zoo.
-EAGER = "pytorch"
+__all__ = ["EAGER", "WHERE_IT_RUNS", "Availability", "CaseFailed", "CaseJob", "Device", "DeviceDisconnectedError", "Measurement"]
 
 
 class CaseFailed(Exception):
@@ -46,7 +46,7 @@ class Availability:
 class CaseJob:
     """One case to measure: an artifact (or an eager model) at one input shape."""
 
-    kind: str                      # "onnx", "executorch", "coreml", "tensorrt" or "pytorch"
+    kind: str                      # the artifact's target, or EAGER (devices/runtimes opens it by artifact kind)
     model: str
     resolution: int
     batch: int = 1
@@ -133,15 +133,8 @@ class Device(ABC):
 
 
 # Every artifact kind a device can run, and where: known without importing any runtime.
-WHERE_IT_RUNS = {
-    "coreml": "Core ML artifacts run on --device macos",
-    "tensorrt": "TensorRT engines run on --device cuda",
-    "executorch": "ExecuTorch programs run on --device local or adb",
-    "onnx": "ONNX models run on --device local, cuda or adb",
-    "litert": "LiteRT models run on --device local or adb",
-    EAGER: "eager PyTorch runs on --device local",
-}
+WHERE_IT_RUNS = {kind: runtime.where for kind, runtime in RUNTIMES.items()}
 
 
 def _where_it_runs(kind: str) -> str:
-    return WHERE_IT_RUNS.get(kind, "see 'mobexport devices'")
+    return where_it_runs(kind)

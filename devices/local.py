@@ -24,6 +24,7 @@ from mobexport.errors import DeviceError
 from mobexport.manifest import tool_versions
 from mobexport.processes import is_alive
 
+from .runtimes import EXECUTORCH, LITERT, ONNX
 from .device import EAGER, Availability, CaseFailed, CaseJob, Device, Measurement
 
 WORKER_MODULE = "mobexport.devices.case_worker"
@@ -207,7 +208,7 @@ def host_fingerprint() -> dict:
 class LocalDevice(SubprocessDevice):
     """This host's CPU."""
 
-    kinds = ("onnx", "executorch", "litert", EAGER)
+    kinds = (ONNX, EXECUTORCH, LITERT, EAGER)
 
     @property
     def name(self) -> str:

@@ -17,12 +17,12 @@ from mobexport.errors import DeviceError
 
 from .device import Availability
 from .local import SubprocessDevice, host_fingerprint
-
-COMPUTE_UNITS = ("CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE", "ALL")
+from .runtimes import COREML
+from .runtimes.coreml import COMPUTE_UNITS
 
 
 class MacDevice(SubprocessDevice):
-    kinds = ("coreml",)
+    kinds = (COREML,)
 
     def __init__(self, compute_units: str = "ALL", **kwargs):
         units = compute_units.upper()

@@ -15,7 +15,6 @@ import numpy as np
 import torch
 
 from mobexport.config import ExportConfig
-from mobexport.kernels import prepare_for_target
 from mobexport.manifest import PARAMS_DEFINITION, RANDOM_WEIGHTS_NOTE, Manifest, sha256_tree, size_of, vcs_revision
 from mobexport.models import create_model, get_spec
 from mobexport.models.checkpoint import load_checkpoint
@@ -28,7 +27,8 @@ from .passes import resolve, rewrite
 from .quantize.session import QuantizationSession, resolve_config
 from .quantize.support import check_supported, precision_of
 from .resources import as_resource_error
-from .target import Target, get_target
+from .targets import get_target
+from .targets.base import Target
 from .trace import TracedProgram, trace
 from .variant import check_replaceable, variant_of
 
@@ -71,7 +71,7 @@ def _export_model(config: ExportConfig, on_step: StepCallback | None) -> Artifac
     check_destination(config.artifact_dir())
     check_replaceable(config, variant)
     # Loads the calibration images now: a bad --calib fails before any slow work.
-    quant = QuantizationSession.start(config, spec, resolution)
+    quant = QuantizationSession.start(config, spec, resolution, target)
     timings: dict[str, float] = {}
     notes: list[str] = []
 
@@ -111,23 +111,26 @@ def _export_model(config: ExportConfig, on_step: StepCallback | None) -> Artifac
         quantize_s = time.perf_counter() - started
         step("lower")
         started = time.perf_counter()
-        to_lower = prepare_for_target(to_lower, config.target, config.target_options)  # fused ops -> target's form
+        to_lower = target.prepare(to_lower, config)  # fused ops -> the target's form
         lowered = target.lower(to_lower, config, staging)
         timings["lower"] = time.perf_counter() - started
         started = time.perf_counter()
         lowered = quant.quantize_artifact(lowered, traced)
         if quant.active:
             timings["quantize"] = quantize_s + time.perf_counter() - started
+        started = time.perf_counter()
+        lowered = target.finish(lowered, config, staging)  # TensorRT builds its engine from the quantized ONNX
+        timings["lower"] += time.perf_counter() - started
         traced = lowered.traced or to_lower
         notes.extend(lowered.notes)
 
         tolerance = tolerance_for(target, config)
         resolutions = [resolution] + [r for r in [second_resolution(traced)] if r]
-        runnable, why_not = target.can_run_here()
+        runnable, why_not = lowered.can_run_here()
         reports: list[parity.ParityReport] = []
         started = time.perf_counter()
         if runnable:
-            with target.load(lowered.path, device="cpu") as runner:
+            with lowered.open_for_parity() as runner:
                 for res in resolutions:
                     step("parity")
                     images = quant.parity_inputs(res, config.parity_samples)
@@ -143,7 +146,7 @@ def _export_model(config: ExportConfig, on_step: StepCallback | None) -> Artifac
                 quant.accuracy_not_measured(why_not)
         timings["parity"] = time.perf_counter() - started
         parity.require(reports, f"{config.target} artifact of {config.model}",
-                       explain=getattr(target, "explain_parity_failure", None))
+                       explain=lowered.explain)
 
         step("write")
         manifest = Manifest(
@@ -151,6 +154,7 @@ def _export_model(config: ExportConfig, on_step: StepCallback | None) -> Artifac
             target=config.target,
             artifact={
                 "file": lowered.path.name,
+                "kind": lowered.kind,
                 "size_bytes": size_of(lowered.path),
                 "sha256": sha256_tree(lowered.path),
             },

@@ -4,10 +4,10 @@
   axis of Mobile<-Former's [N, T, P] scores;
 * :mod:`.xnnpack_decompositions`: ATen ops the XNNPACK delegate lacks
   (layer norm, select, split), spelled with ops it takes;
-* :mod:`.lowering`: the per-target tables and :func:`prepare_for_target`.
+* :mod:`.lowering`: each fused op's forms, :func:`decomposition_table` and :func:`prepare_fused_ops`.
 """
 
 from . import token_softmax
-from .lowering import FUSED_OPS, decompositions, onnx_translation_table, prepare_for_target
+from .lowering import FUSED_OPS, decomposition_table, onnx_translation_table, prepare_fused_ops
 
-__all__ = ["FUSED_OPS", "decompositions", "onnx_translation_table", "prepare_for_target", "token_softmax"]
+__all__ = ["FUSED_OPS", "decomposition_table", "onnx_translation_table", "prepare_fused_ops", "token_softmax"]

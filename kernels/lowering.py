@@ -1,6 +1,7 @@
-"""Each fused op's lowering per target, and the step that applies them before a target lowers.
+"""Each fused op's lowerings, and the step that applies one of them before a target lowers.
 
-A rewritten program may hold ``mobexport::*`` ops. How each target gets them:
+A rewritten program may hold ``mobexport::*`` ops. Each target's ``prepare``
+hook (``export/targets/<id>/target.py``) picks the form it lowers:
 
 * ONNX (and TensorRT, which builds from that ONNX file): an onnxscript
   translation per op, handed to ``torch.onnx.export(...,
@@ -12,8 +13,8 @@ A rewritten program may hold ``mobexport::*`` ops. How each target gets them:
 * Core ML and LiteRT: a decomposition likewise (MIL and TFLite have the plain ops; coremltools'
   ``register_torch_op`` would add nothing measurable here).
 
-:func:`prepare_for_target` is that last step for the pipeline: a program
-without fused ops and with nothing target-specific to do is returned as is.
+:func:`prepare_fused_ops` applies a :func:`decomposition_table`: a program
+without those ops is returned as is.
 """
 
 from __future__ import annotations
@@ -35,12 +36,12 @@ class FusedOp:
     onnx: Callable  # onnxscript translation (ONNX, TensorRT)
     xnnpack: Callable  # ATen decomposition for ExecuTorch + XNNPACK
     portable: Callable  # ATen decomposition for ExecuTorch's portable kernels
-    coreml: Callable  # ATen decomposition for Core ML
+    plain: Callable  # ATen decomposition into plain ops (Core ML, LiteRT)
 
 
 FUSED_OPS: tuple[FusedOp, ...] = (
     FusedOp(token_softmax.OP, onnx=token_softmax.onnx_translation, xnnpack=token_softmax.xnnpack_decomposition,
-            portable=token_softmax.axis_decomposition, coreml=token_softmax.axis_decomposition),
+            portable=token_softmax.axis_decomposition, plain=token_softmax.axis_decomposition),
 )
 
 
@@ -49,17 +50,18 @@ def onnx_translation_table() -> dict:
     return {fused.op: fused.onnx for fused in FUSED_OPS}
 
 
-def decompositions(target: str, backend: str | None = None) -> dict:
-    """ATen decompositions a target needs before it lowers (empty for ONNX / TensorRT)."""
-    if target == "executorch":
-        backend = backend or "xnnpack"
-        table = {fused.op: getattr(fused, "xnnpack" if backend == "xnnpack" else "portable") for fused in FUSED_OPS}
-        if backend == "xnnpack":
-            table.update(xnnpack_decompositions.DECOMPOSITIONS)
-        return table
-    if target in ("coreml", "litert"):
-        return {fused.op: fused.coreml for fused in FUSED_OPS}
-    return {}
+# The ATen forms a fused op can be decomposed into (fields of FusedOp).
+FORMS = ("xnnpack", "portable", "plain")
+
+
+def decomposition_table(form: str) -> dict:
+    """The ATen decompositions of one form; XNNPACK's also spells the ops its delegate lacks."""
+    if form not in FORMS:
+        raise ValueError(f"unknown decomposition form '{form}' (one of {', '.join(FORMS)})")
+    table = {fused.op: getattr(fused, form) for fused in FUSED_OPS}
+    if form == "xnnpack":
+        table.update(xnnpack_decompositions.DECOMPOSITIONS)
+    return table
 
 
 def fused_ops_in(program: torch.export.ExportedProgram) -> set:
@@ -77,8 +79,7 @@ def decompose(program: torch.export.ExportedProgram, table: dict) -> torch.expor
         return program.run_decompositions(table)
 
 
-def prepare_for_target(traced, target: str, options: dict | None = None):
-    """``traced`` (a :class:`~mobexport.export.trace.TracedProgram`) with its program ready for ``target``."""
-    backend = (options or {}).get("backend")
-    program = decompose(traced.program, decompositions(target, backend))
+def prepare_fused_ops(traced, table: dict):
+    """``traced`` (a :class:`~mobexport.export.trace.TracedProgram`) with ``table`` applied to its program."""
+    program = decompose(traced.program, table)
     return traced if program is traced.program else replace(traced, program=program)

@@ -74,7 +74,9 @@ def _pass_ids() -> list[str]:
 
 
 def export_parser() -> argparse.ArgumentParser:
-    from mobexport.export.quantize.support import MODES  # a plain table: no torch
+    from mobexport.export.quantize.support import MODES  # plain tables: no torch
+    from mobexport.export.targets import option_classes, target_names
+    from mobexport.export.targets.options import add_arguments
 
     p = ArgumentParser(
         prog="mobexport export",
@@ -84,7 +86,7 @@ def export_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--model", required=True, help="zoo model name (see 'mobexport list')")
-    p.add_argument("--target", required=True, help="export target: onnx, executorch, coreml, tensorrt, litert")
+    p.add_argument("--target", required=True, help=f"export target: {', '.join(target_names())}")
     p.add_argument("--resolution", type=positive_int, help="input height = width (default: the model's)")
     p.add_argument("--checkpoint", type=existing_file,
                    help="trained weights (.pth/.pt/.safetensors) in the reference key format")
@@ -118,28 +120,16 @@ def export_parser() -> argparse.ArgumentParser:
     compiler.add_argument("--calib-samples", type=positive_int, default=128,
                           help="calibration images to use (default: 128)")
 
-    targets = p.add_argument_group("target options")
-    targets.add_argument("--backend", choices=["xnnpack", "portable"], default="xnnpack",
-                         help="executorch: delegate to XNNPACK (default) or portable kernels only")
-    targets.add_argument("--precision", choices=["fp16", "fp32"],
-                         help="coreml / tensorrt compute precision (default: fp16)")
-    targets.add_argument("--deployment-target", default="iOS16",
-                         help="coreml: minimum deployment target, e.g. iOS16, iOS17, macOS13 (default: iOS16)")
-    targets.add_argument("--image-input", action="store_true",
-                         help="coreml: take an image input with the model's normalization baked in")
-    targets.add_argument("--class-labels", type=existing_file,
-                         help="coreml: text file of class labels, one per line")
-    targets.add_argument("--build-engine", choices=["yes", "no"], default="yes",
-                         help="tensorrt: 'no' writes the TensorRT-ready ONNX and the trtexec command instead")
-    targets.add_argument("--int8-activations", choices=["int8", "uint8"], default="int8",
-                         help="onnx --quantize int8: activation type; uint8 (U8S8) is ONNX Runtime's fast form on "
-                              "x86 CPUs without VNNI (default: int8, S8S8)")
+    add_arguments(p.add_argument_group("target options"), option_classes())
     add_verbosity_options(p)
     p.add_argument("--version", action="version", version=f"mobexport {__version__}")
     return p
 
 
 def _cmd_export(argv: Sequence[str]) -> int:
+    from mobexport.export.targets import option_classes
+    from mobexport.export.targets.options import options_from_args
+
     args = export_parser().parse_args(list(argv))
     # Every option is checked (here and in ExportConfig) before torch is imported below.
     config = ExportConfig(
@@ -160,15 +150,7 @@ def _cmd_export(argv: Sequence[str]) -> int:
         quantize=args.quantize,
         calib_dir=args.calib,
         calib_samples=args.calib_samples,
-        target_options={
-            "backend": args.backend,
-            "precision": args.precision,
-            "deployment_target": args.deployment_target,
-            "image_input": args.image_input,
-            "class_labels": args.class_labels,
-            "build_engine": args.build_engine == "yes",
-            "int8_activations": args.int8_activations,
-        },
+        target_options=options_from_args(args, option_classes()),
         command=["mobexport", *argv],
     )
     from mobexport.export.pipeline import EXPORT_STEPS, export_model

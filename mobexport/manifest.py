@@ -89,6 +89,8 @@ MANIFEST_SCHEMA: dict = {
                 "file": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": r"^[^/\\\x00-\x1f\x7f]+$",
                          "not": {"enum": [".", ".."]}},
                 "size_bytes": {"type": "integer", "minimum": 0},
+                # The artifact kind: which runtime (devices/runtimes) opens it.
+                "kind": {"type": "string", "minLength": 1},
                 "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
             },
         },

@@ -138,7 +138,7 @@ def print_model_list(console: Console, pattern: str | None, measure: bool = Fals
     import torch
 
     from mobexport.errors import UnknownModelError
-    from mobexport.export.target import get_target, target_names
+    from mobexport.export.targets import get_target, target_names
     from mobexport.models import create_model, get_spec
     from mobexport.models.registry import closest_models, list_models, match_models
 

@@ -71,7 +71,7 @@ def profile_onnx(model: str, resolution: int, passes: str, runs: int, warmup: in
                  work: Path) -> dict:
     """ONNX Runtime's profiler: ``Node`` events summed per ORT op type, per run."""
     from mobexport.config import ExportConfig
-    from mobexport.devices.onnxruntime_runner import OnnxRuntimeRunner
+    from mobexport.devices.runtimes.onnxruntime import OnnxRuntimeRunner
     from mobexport.export.pipeline import export_model
 
     artifact = export_model(ExportConfig(model=model, target="onnx", resolution=resolution, dynamic=False,

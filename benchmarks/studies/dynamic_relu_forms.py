@@ -95,11 +95,11 @@ def rewritten(base: TracedProgram, x: torch.Tensor, variant: str) -> tuple[Trace
 def lower(traced: TracedProgram, runtime: str, path: Path) -> dict:
     """Write ``traced`` for ``runtime`` at ``path``; return what the lowering reports."""
     if runtime == "onnxruntime":
-        from mobexport.export.onnx_target import write_onnx
+        from mobexport.export.targets.onnx.target import write_onnx
 
         write_onnx(traced, path)
         return {}
-    from mobexport.export.executorch_target import lower_program
+    from mobexport.export.targets.executorch.target import lower_program
 
     manager, coverage, _ = lower_program(traced.program, "xnnpack")
     with open(path, "wb") as f:
@@ -110,10 +110,10 @@ def lower(traced: TracedProgram, runtime: str, path: Path) -> dict:
 
 def runner_for(runtime: str, path: Path, threads: int):
     if runtime == "onnxruntime":
-        from mobexport.devices.onnxruntime_runner import OnnxRuntimeRunner
+        from mobexport.devices.runtimes.onnxruntime import OnnxRuntimeRunner
 
         return OnnxRuntimeRunner(path, threads=threads)
-    from mobexport.devices.executorch_runner import ExecuTorchRunner
+    from mobexport.devices.runtimes.executorch import ExecuTorchRunner
 
     class AnyInputRunner(ExecuTorchRunner):
         """The product runner takes images only; the single-op case feeds a feature map."""

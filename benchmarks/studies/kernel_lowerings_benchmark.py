@@ -51,7 +51,7 @@ class TokenAttentionBlock(nn.Module):
 
 
 def build(name: str, softmax, out: Path) -> list[Case]:
-    from mobexport.export.executorch_target import lower_program
+    from mobexport.export.targets.executorch.target import lower_program
 
     torch.manual_seed(0)
     model = TokenAttentionBlock(softmax).eval()

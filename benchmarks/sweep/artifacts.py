@@ -25,13 +25,14 @@ from mobexport.config import ExportConfig
 from mobexport.devices.device import EAGER
 from mobexport.errors import MobexportError
 from mobexport.export.artifact import Artifact
+from mobexport.export.targets import option_classes
+from mobexport.export.targets.options import default_options
 from mobexport.manifest import MANIFEST_NAME, Manifest
 
 from mobexport.benchmarks.results.records import CaseKey
 
-# What ``mobexport`` itself defaults the target options to (see mobexport/cli.py).
-DEFAULT_TARGET_OPTIONS = {"backend": "xnnpack", "precision": None, "deployment_target": "iOS16",
-                          "image_input": False, "class_labels": None, "build_engine": True}
+# What ``mobexport`` itself defaults the target options to: read from each target's options dataclass.
+DEFAULT_TARGET_OPTIONS = default_options(option_classes())
 
 
 @dataclass

@@ -35,7 +35,7 @@ class SweepPlan:
     def validate(self) -> None:
         from mobexport.benchmarks.sweep.artifacts import DEFAULT_TARGET_OPTIONS
         from mobexport.export.pipeline import check_compiler_options
-        from mobexport.export.target import get_target
+        from mobexport.export.targets import get_target
         from mobexport.models import get_spec  # imports torch: only once the cheap checks have passed
 
         if not self.models or not self.targets or not self.resolutions:

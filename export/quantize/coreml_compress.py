@@ -21,7 +21,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from mobexport.errors import QuantizationError
+from mobexport.errors import QuantizationError, first_line
 
 from .calibration import CalibrationSet
 
@@ -82,8 +82,7 @@ def compress(path: Path, mode: str, calibration: CalibrationSet | None = None, i
     except QuantizationError:
         raise
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-        raise QuantizationError(f"Core ML {mode} compression failed: {first}",
+        raise QuantizationError(f"Core ML {mode} compression failed: {first_line(exc)}",
                                 "run with --debug for the full trace") from exc
     finally:
         logger.setLevel(level)

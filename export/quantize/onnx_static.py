@@ -66,10 +66,11 @@ from pathlib import Path
 
 import numpy as np
 
-from mobexport.errors import QuantizationError
+from mobexport.errors import QuantizationError, first_line
 
 from . import sensitivity as sens
 from .calibration import CalibrationSet
+from .mixed_precision import mixed_precision as run_mixed_precision
 from .onnx_weights import quantize_weights
 
 log = logging.getLogger(__name__)
@@ -228,8 +229,7 @@ def quantize_qdq(float_path: Path, out_path: Path, calibration: CalibrationSet, 
                 extra_options={"ActivationSymmetric": symmetric_activations, "WeightSymmetric": True},
             )
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-        raise QuantizationError(f"ONNX Runtime int8 quantization failed: {first}",
+        raise QuantizationError(f"ONNX Runtime int8 quantization failed: {first_line(exc)}",
                                 "run with --debug for the full trace, or try --quantize int8-weights") from exc
     finally:
         quiet.setLevel(level)
@@ -245,8 +245,6 @@ def quantize_int8(float_path: Path, out_path: Path, calibration: CalibrationSet,
     if unsigned_activations and symmetric_activations:
         raise ValueError("symmetric activations are int8: unsigned_activations does not apply")
     import onnx
-
-    from .onnx_sensitivity import measure_layers
 
     quantize = functools.partial(quantize_qdq, symmetric_activations=symmetric_activations,
                                  unsigned_activations=unsigned_activations)
@@ -267,30 +265,54 @@ def quantize_int8(float_path: Path, out_path: Path, calibration: CalibrationSet,
         quantize(float_path, out_path, calibration, exclude=always_float)
         return OnnxInt8Result(out_path, scheme=scheme, float_island=list(stem))
     with tempfile.TemporaryDirectory(dir=out_path.parent, prefix=".quantize-") as tmp:
-        first = quantize(float_path, Path(tmp) / "all_int8.onnx", calibration, exclude=always_float)
-        samples = calibration.inputs[: sens.SENSITIVITY_SAMPLES]
-        layers = measure_layers(float_path, first, samples, Path(tmp))
-        chosen = sens.select_float_layers(layers, threshold_db, max_float_fraction)
-        summary = sens.summary(layers, chosen, threshold_db, len(samples))
-        island: list[str] = []
-        if chosen:
-            island, keep_fp32 = float_island(graph, chosen)
-            log.info("int8: keeping %d layer(s) in float (%d nodes with their float island): %s", len(chosen),
-                     len(island), ", ".join(s.name for s in chosen))
-            quantize(float_path, out_path, calibration, exclude=always_float + island)
-            mixed_db = output_sqnr(float_path, out_path, samples)
-            packed = quantize_weights(out_path, Path(tmp) / "island_int8_weights.onnx",
-                                      only_nodes=set(island) - keep_fp32).path
+        backend = _QdqBackend(float_path, graph, Path(tmp), calibration, always_float, quantize)
+        result = run_mixed_precision(backend, calibration.inputs, threshold_db, max_float_fraction)
+        summary = result.summary
+        if result.chosen:
+            samples = calibration.inputs[: sens.SENSITIVITY_SAMPLES]
+            packed = quantize_weights(result.quantized, Path(tmp) / "island_int8_weights.onnx",
+                                      only_nodes=set(result.island) - backend.keep_fp32).path
             packed_db = output_sqnr(float_path, packed, samples)
-            summary["output_sqnr_db"] = {"all_int8": round(output_sqnr(float_path, first, samples), 2),
-                                         "mixed": round(mixed_db, 2), "mixed_int8_island_weights": round(packed_db, 2)}
+            mixed_db = result.mixed_sqnr_db
+            summary["output_sqnr_db"]["mixed_int8_island_weights"] = round(packed_db, 2)
             summary["island_weights"] = "fp32"
             if packed_db >= min(mixed_db - ISLAND_WEIGHTS_MAX_LOSS_DB, ISLAND_WEIGHTS_GOOD_DB):
                 Path(packed).replace(out_path)
                 summary["island_weights"] = "int8 (weights only)"
+            else:
+                Path(result.quantized).replace(out_path)
         else:
-            Path(first).replace(out_path)
-    return OnnxInt8Result(out_path, chosen, summary, scheme, stem + [n for n in island if n not in stem])
+            Path(result.quantized).replace(out_path)
+    island = result.island
+    return OnnxInt8Result(out_path, result.chosen, summary, scheme, stem + [n for n in island if n not in stem])
+
+
+class _QdqBackend:
+    """ONNX Runtime's QDQ quantization as a :mod:`.mixed_precision` backend; each result is a file in ``work``."""
+
+    def __init__(self, float_path: Path, graph, work: Path, calibration: CalibrationSet, always_float: list[str],
+                 quantize):
+        self.float_path, self.graph, self.work = float_path, graph, work
+        self.calibration, self.always_float, self._quantize = calibration, always_float, quantize
+        self.keep_fp32: set[str] = set()
+        self.runs = 0
+
+    def quantize(self, excluded: list[str]) -> Path:
+        self.runs += 1
+        out = self.work / ("all_int8.onnx" if not excluded else f"mixed_{self.runs}.onnx")
+        return self._quantize(self.float_path, out, self.calibration, exclude=self.always_float + list(excluded))
+
+    def measure_layers(self, quantized: Path, samples: np.ndarray) -> list[sens.LayerSensitivity]:
+        from .onnx_sensitivity import measure_layers
+
+        return measure_layers(self.float_path, quantized, samples, self.work)
+
+    def float_island(self, quantized: Path, chosen: list[sens.LayerSensitivity]) -> list[str]:
+        island, self.keep_fp32 = float_island(self.graph, chosen)
+        return island
+
+    def output_sqnr(self, quantized: Path, samples: np.ndarray) -> float:
+        return output_sqnr(self.float_path, quantized, samples)
 
 
 def output_sqnr(float_path: Path, quantized_path: Path, inputs: np.ndarray) -> float:

@@ -37,11 +37,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from mobexport.errors import QuantizationError
+from mobexport.errors import QuantizationError, first_line
 
 from ..trace import TracedProgram, example_input
 from . import sensitivity as sens
 from .calibration import CalibrationSet
+from .mixed_precision import mixed_precision as run_mixed_precision
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +130,35 @@ def output_sqnr(reference, quantized, inputs: np.ndarray) -> float:
     return sens.sqnr_db(torch.cat(ref).numpy(), torch.cat(got).numpy())
 
 
+class _Pt2eBackend:
+    """PT2E for XNNPACK as a :mod:`.mixed_precision` backend.
+
+    The float reference is the first prepared (observed, not converted) module:
+    its observers pass values through, and its node names are the converted graph's.
+    """
+
+    def __init__(self, traced: TracedProgram, mode: str, calibration: CalibrationSet):
+        self.traced, self.mode, self.calibration = traced, mode, calibration
+        self.reference = None
+
+    def quantize(self, excluded: list[str]):
+        prepared = _prepare_and_calibrate(self.traced.program.module(), self.mode, self.calibration, set(excluded))
+        if self.reference is None:
+            self.reference = copy.deepcopy(prepared)
+        return _convert(prepared)
+
+    def measure_layers(self, quantized, samples: np.ndarray) -> list[sens.LayerSensitivity]:
+        from .pt2e_sensitivity import measure_layers
+
+        return measure_layers(self.reference, quantized, samples)
+
+    def float_island(self, quantized, chosen: list[sens.LayerSensitivity]) -> list[str]:
+        return float_island(quantized.graph, chosen)
+
+    def output_sqnr(self, quantized, samples: np.ndarray) -> float:
+        return output_sqnr(self.reference, quantized, samples)
+
+
 def quantize_program(traced: TracedProgram, mode: str, calibration: CalibrationSet,
                      threshold_db: float = sens.DEFAULT_THRESHOLD_DB, mixed_precision: bool = True,
                      max_float_fraction: float = sens.MAX_FLOAT_FRACTION) -> Pt2eResult:
@@ -145,40 +175,23 @@ def quantize_program(traced: TracedProgram, mode: str, calibration: CalibrationS
                         else "int8, per tensor, range taken per inference (dynamic)"),
         "float_by_design": "ops without an XNNPACK int8 pattern (layer norm, softmax, activation x activation matmul)",
     }
+    chosen: list[sens.LayerSensitivity] = []
+    island: list[str] = []
+    summary: dict = {}
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            excluded: set[str] = set()
-            island: list[str] = []
-            prepared = _prepare_and_calibrate(traced.program.module(), mode, calibration, excluded)
-            chosen: list[sens.LayerSensitivity] = []
-            summary: dict = {}
             if mode == "int8" and mixed_precision:
-                from .pt2e_sensitivity import measure_layers
-
-                reference = copy.deepcopy(prepared)
-                converted = _convert(prepared)
-                samples = calibration.inputs[: sens.SENSITIVITY_SAMPLES]
-                layers = measure_layers(reference, converted, samples)
-                chosen = sens.select_float_layers(layers, threshold_db, max_float_fraction)
-                summary = sens.summary(layers, chosen, threshold_db, len(samples))
-                if chosen:
-                    island = float_island(converted.graph, chosen)
-                    log.info("int8: keeping %d layer(s) in float (%d nodes with their consumers): %s", len(chosen),
-                             len(island), ", ".join(s.name for s in chosen))
-                    excluded = set(island)
-                    all_int8 = converted
-                    converted = _convert(_prepare_and_calibrate(traced.program.module(), mode, calibration, excluded))
-                    summary["output_sqnr_db"] = {"all_int8": round(output_sqnr(reference, all_int8, samples), 2),
-                                                 "mixed": round(output_sqnr(reference, converted, samples), 2)}
+                result = run_mixed_precision(_Pt2eBackend(traced, mode, calibration), calibration.inputs,
+                                             threshold_db, max_float_fraction)
+                converted, chosen, island, summary = result.quantized, result.chosen, result.island, result.summary
             else:
-                converted = _convert(prepared)
+                converted = _convert(_prepare_and_calibrate(traced.program.module(), mode, calibration, set()))
             program = torch.export.export(converted, (example_input(traced.resolution),), strict=False)
     except QuantizationError:
         raise
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-        raise QuantizationError(f"PT2E quantization for XNNPACK failed: {first}",
+        raise QuantizationError(f"PT2E quantization for XNNPACK failed: {first_line(exc)}",
                                 "run with --debug for the full trace") from exc
     quantized = TracedProgram(program, traced.resolution, False, traced.resolution, traced.resolution, traced.stride)
     return Pt2eResult(quantized, chosen, island, summary, scheme, notes)

@@ -1,14 +1,16 @@
 """One export's quantization step: what the pipeline calls, in order.
 
-``QuantizationSession.start`` checks the (target, mode) pair and the host,
-loads the calibration set once; then, depending on where the target's
-quantization happens:
+The session names no target: it asks the target for the quantizer of the
+mode (``export/targets/<id>/quantizers.py``) and runs it at its stage.
 
-* ``quantize_program`` (before lowering): ExecuTorch's PT2E flow rewrites the
+``resolve_config`` checks the (target, mode) pair and folds what the mode
+implies into the target options; ``QuantizationSession.start`` loads the
+calibration set once (for calibrated quantizers); then
+
+* ``quantize_program`` (before lowering): a ``program`` quantizer rewrites the
   torch program the target then lowers;
-* ``quantize_artifact`` (after lowering): ONNX and Core ML rewrite the file the
-  target wrote; TensorRT quantizes its ONNX inside ``lower`` (the engine is
-  built from it) and hands its facts back in ``Lowered.details``;
+* ``quantize_artifact`` (after ``lower``, before the target's ``finish``): an
+  ``artifact`` quantizer rewrites the file the target wrote;
 * ``parity_inputs``: the images parity judges a calibrated artifact on
   (calibration-like ones, not noise: ranges fitted to real images clip noise);
 * ``measure_accuracy``: float vs quantized on held-out or calibration-like
@@ -29,53 +31,56 @@ from mobexport.config import ExportConfig
 from mobexport.errors import QuantizationError
 from mobexport.models.spec import ModelSpec
 
-from ..target import Lowered
+from ..targets import get_target
+from ..targets.base import Lowered, Target
+from ..targets.options import option_classes_flags, refuse_foreign_options
+from ..targets.quantizers import ARTIFACT, PROGRAM, QuantizeJob, Quantized, Quantizer
 from ..trace import TracedProgram
-from . import report, sizes, support
+from . import report, support
 from .calibration import CalibrationSet, calibration_for
 
 log = logging.getLogger(__name__)
-NEEDS_CALIBRATION = {("onnx", "int8"), ("executorch", "int8"), ("tensorrt", "int8"), ("coreml", "int8"),
-                     ("litert", "int8")}
 
 
 def resolve_config(config: ExportConfig) -> ExportConfig:
-    """Check ``--quantize`` for the target and fold it into the options the target reads.
+    """Check ``--quantize`` for the target and fold what it implies into the options the target reads.
 
-    Core ML and TensorRT express fp16 as their compute precision; asking for
-    fp16 together with ``--precision fp32`` is a contradiction, refused here.
-    Static int8 is exported at the calibrated resolution only (static shapes)
-    unless ``--dynamic`` is given explicitly.
+    A mode a target expresses as an option (fp16 as Core ML's or TensorRT's
+    compute precision) sets that option; asking for another value of it at
+    the same time (``--precision fp32``) is a contradiction, refused here.
+    Calibrated int8 is exported at the calibrated resolution only (static
+    shapes) unless ``--dynamic`` is given explicitly.
     """
+    from ..targets import option_classes
+
     support.check_supported(config.target, config.quantize)
-    if config.target_options.get("int8_activations", "int8") == "uint8" and (
-            config.target, config.quantize) != ("onnx", "int8"):
-        raise QuantizationError("--int8-activations uint8 applies to --target onnx --quantize int8 only",
-                                "drop --int8-activations (TensorRT needs symmetric int8; other targets pick their own)")
-    if (config.target, config.quantize) in NEEDS_CALIBRATION and config.dynamic is None:
+    refuse_foreign_options(config.target, config.target_options, option_classes())
+    if config.quantize == "none":
+        return config
+    quantizer = get_target(config.target).quantizers[config.quantize]
+    if quantizer.calibrated and config.dynamic is None:
         # Activation ranges are calibrated at one resolution: export that one unless --dynamic is asked for.
         config = dataclasses.replace(config, dynamic=False)
-    precision = config.target_options.get("precision")
-    if config.target in ("coreml", "tensorrt") and config.quantize == "fp16":
-        if precision == "fp32":
-            raise QuantizationError("--quantize fp16 contradicts --precision fp32", "drop one of them")
-        return dataclasses.replace(config, target_options={**config.target_options, "precision": "fp16"})
-    if config.target == "coreml" and config.quantize == "int8":
-        from ..coreml_target import deployment_target
-        from .coreml_compress import check_host
-
-        check_host("int8", int(deployment_target(config.target_options.get("deployment_target") or "iOS16")[1]))
+    flags = option_classes_flags(option_classes())
+    for name, value in quantizer.implies.items():
+        given = config.target_options.get(name)
+        if given is not None and given != value:
+            flag = flags[name].flag if name in flags else name
+            raise QuantizationError(f"--quantize {config.quantize} contradicts {flag} {given}", "drop one of them")
+    if quantizer.implies:
+        config = dataclasses.replace(config, target_options={**config.target_options, **quantizer.implies})
     return config
 
 
 @dataclasses.dataclass
 class QuantizationSession:
     mode: str
-    target: str
+    target: Target
+    options: object  # the target's TargetOptions
     spec: ModelSpec
     resolution: int
+    quantizer: Quantizer | None = None
     calibration: CalibrationSet | None = None
-    unsigned_activations: bool = False  # ONNX static int8: U8S8 instead of S8S8
     facts: dict = dataclasses.field(default_factory=dict)
     notes: list[str] = dataclasses.field(default_factory=list)
 
@@ -84,13 +89,15 @@ class QuantizationSession:
         return self.mode != "none"
 
     @classmethod
-    def start(cls, config: ExportConfig, spec: ModelSpec, resolution: int) -> "QuantizationSession":
-        session = cls(config.quantize, config.target, spec, resolution,
-                      unsigned_activations=config.target_options.get("int8_activations") == "uint8")
+    def start(cls, config: ExportConfig, spec: ModelSpec, resolution: int,
+              target: Target | None = None) -> "QuantizationSession":
+        target = target or get_target(config.target)
+        session = cls(config.quantize, target, target.options(config), spec, resolution)
         if not session.active:
             return session
-        session.facts = {"mode": config.quantize, "how": support.describe(config.target, config.quantize)}
-        if (config.target, config.quantize) in NEEDS_CALIBRATION:
+        session.quantizer = target.quantizers[config.quantize]
+        session.facts = {"mode": config.quantize, "how": session.quantizer.how}
+        if session.quantizer.calibrated:
             session.calibration = calibration_for(config.calib_dir, spec, resolution, config.calib_samples)
             session.facts["calibration"] = session.calibration.to_dict()
             if session.calibration.synthetic:
@@ -101,89 +108,31 @@ class QuantizationSession:
                                  "calibration")
         return session
 
-    # ---------------------------------------------------------------- before lowering
+    # ---------------------------------------------------------------- the quantizer, at its stage
 
     def quantize_program(self, traced: TracedProgram) -> TracedProgram:
-        if not self.active or self.target != "executorch":
+        """Before lowering: a program quantizer's rewritten program, else ``traced`` as it is."""
+        if not self._runs_at(PROGRAM):
             return traced
-        from .pt2e_xnnpack import quantize_program
-
-        result = quantize_program(traced, self.mode, self._calibration_or_synthetic())
-        self._record_layers(result.float_layers, result.sensitivity if self.mode == "int8" else None,
-                            result.float_island)
-        self.facts["scheme"] = result.scheme
-        self.facts["weights"] = sizes.comparison(sizes.program_weight_bytes(traced.program),
-                                                 sizes.program_weight_bytes(result.traced.program),
-                                                 "constants of the float vs the quantized exported program")
-        self.notes.extend(result.notes)
-        return result.traced
-
-    # ---------------------------------------------------------------- after lowering
+        return self._record(self.quantizer.run(self._job(traced))).traced
 
     def quantize_artifact(self, lowered: Lowered, float_program: TracedProgram) -> Lowered:
-        if not self.active:
+        """After ``lower``: an artifact quantizer's rewritten file, else ``lowered`` as it is."""
+        if not self._runs_at(ARTIFACT):
             return lowered
-        if self.target == "onnx":
-            return self._quantize_onnx(lowered)
-        if self.target == "coreml":
-            return self._quantize_coreml(lowered, float_program)
-        if self.target == "litert":
-            return self._quantize_litert(lowered)
-        if self.target == "tensorrt":
-            facts = lowered.details.pop("quantization", {})
-            self.facts.update(facts)
-        return lowered
+        return self._record(self.quantizer.run(self._job(float_program, lowered))).lowered
 
-    def _quantize_onnx(self, lowered: Lowered) -> Lowered:
-        from .onnx_fp16 import convert_fp16
-        from .onnx_static import quantize_int8
-        from .onnx_weights import quantize_weights
+    def _runs_at(self, stage: str) -> bool:
+        return self.active and self.quantizer.stage == stage and self.quantizer.run is not None
 
-        float_path = Path(lowered.path)
-        staged = float_path.with_name(f".{float_path.stem}.{self.mode}.onnx")
-        fp32_bytes = sizes.onnx_weight_bytes(float_path)
-        if self.mode == "fp16":
-            self.facts["scheme"] = convert_fp16(float_path, staged)
-        elif self.mode == "int8-weights":
-            result = quantize_weights(float_path, staged)
-            self.facts["scheme"] = {**result.scheme, "quantized_weights": len(result.quantized)}
-        else:
-            result = quantize_int8(float_path, staged, self._calibration_or_synthetic(),
-                                   unsigned_activations=self.unsigned_activations)
-            self.facts["scheme"] = result.scheme
-            self._record_layers(result.float_layers, result.sensitivity, result.float_island)
-        staged.replace(float_path)
-        self.facts["weights"] = sizes.comparison(fp32_bytes, sizes.onnx_weight_bytes(float_path),
-                                                 "initializers of the fp32 vs the quantized ONNX file")
-        from ..onnx_target import describe_onnx
+    def _job(self, float_program: TracedProgram, lowered: Lowered | None = None) -> QuantizeJob:
+        return QuantizeJob(self.mode, self.options, self.calibration, self._synthetic_calibration,
+                           float_program, lowered)
 
-        return dataclasses.replace(lowered, details=describe_onnx(float_path))
-
-    def _quantize_litert(self, lowered: Lowered) -> Lowered:
-        from ..litert_target import delegate_coverage
-        from .litert_quantize import quantize_litert
-
-        float_path = Path(lowered.path)
-        staged = float_path.with_name(f".{float_path.stem}.{self.mode}.tflite")
-        fp32_bytes = float_path.stat().st_size
-        self.facts["scheme"] = quantize_litert(float_path, staged, self.mode, self._calibration_or_synthetic()
-                                               if self.mode == "int8" else None)
-        staged.replace(float_path)
-        self.facts["weights"] = sizes.comparison(fp32_bytes, float_path.stat().st_size,
-                                                 "the fp32 vs the quantized .tflite file")
-        return dataclasses.replace(lowered, details={**lowered.details, **delegate_coverage(float_path)})
-
-    def _quantize_coreml(self, lowered: Lowered, float_program: TracedProgram) -> Lowered:
-        fp32_bytes = sizes.program_weight_bytes(float_program.program)
-        if self.mode != "fp16":
-            from .coreml_compress import compress
-
-            self.facts["scheme"] = compress(Path(lowered.path), self.mode, self.calibration)
-        else:
-            self.facts["scheme"] = {"weights": "fp16", "activations": "fp16", "tool": "coremltools compute_precision"}
-        self.facts["weights"] = sizes.comparison(fp32_bytes, sizes.mlpackage_weight_bytes(lowered.path),
-                                                 "float program constants vs the package's weight files")
-        return lowered
+    def _record(self, result: Quantized) -> Quantized:
+        self.facts.update(result.facts)
+        self.notes.extend(result.notes)
+        return result
 
     # ---------------------------------------------------------------- parity and accuracy
 
@@ -226,7 +175,8 @@ class QuantizationSession:
 
     # ---------------------------------------------------------------- helpers
 
-    def _calibration_or_synthetic(self) -> CalibrationSet:
+    def _synthetic_calibration(self) -> CalibrationSet:
+        """A small synthetic set, for quantizers of uncalibrated modes that still need a few inputs."""
         if self.calibration is None:
             from .calibration import synthetic_calibration
 
@@ -237,14 +187,6 @@ class QuantizationSession:
         from .calibration import synthetic_calibration
 
         return synthetic_calibration(self.spec, self.resolution, n, seed=1).inputs
-
-    def _record_layers(self, float_layers, sensitivity: dict | None, island: list[str] | None = None) -> None:
-        self.facts["float_layers"] = [layer.to_dict() for layer in float_layers]
-        if island:
-            # Everything left float so that the layers above compute on float tensors (see onnx_static).
-            self.facts["float_nodes"] = island
-        if sensitivity is not None:
-            self.facts["sensitivity"] = sensitivity
 
     def manifest(self) -> dict:
         return self.facts if self.active else {"mode": "none"}

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch.export import Dim
 
-from mobexport.kernels import decompositions, onnx_translation_table, token_softmax
+from mobexport.kernels import decomposition_table, onnx_translation_table, token_softmax
 from mobexport.kernels.lowering import decompose, fused_ops_in
 
 OP = token_softmax.OP
@@ -58,17 +58,17 @@ def test_fake_shape_matches_reference_and_exports_dynamic():
     assert program.module()(x).shape == (2, 6, 16 * 20)
 
 
-@pytest.mark.parametrize("name", ["xnnpack", "portable", "coreml"])
+@pytest.mark.parametrize("name", ["xnnpack", "portable", "plain"])
 def test_aten_decompositions_equal_reference(name):
     s = torch.randn(3, 5, 40) * 20
-    table = decompositions("coreml") if name == "coreml" else decompositions("executorch", name)
+    table = decomposition_table(name)
     assert torch.allclose(table[OP](s), torch.softmax(s, 1), atol=1e-6)
 
 
 def test_decompose_removes_the_op_and_keeps_numerics():
     program = _program()
     assert fused_ops_in(program) == {OP}
-    lowered = decompose(program, decompositions("executorch", "xnnpack"))
+    lowered = decompose(program, decomposition_table("xnnpack"))
     assert fused_ops_in(lowered) == set()
     softmaxes = [n for n in lowered.graph.nodes if "softmax" in str(n.target)]
     assert softmaxes and all(n.args[1] in (-1, 2) for n in softmaxes)  # last axis only: XNNPACK takes it
@@ -102,9 +102,9 @@ def test_executorch_xnnpack_lowering_is_delegated_and_equal():
     pytest.importorskip("executorch", reason="the executorch extra is not installed")
     from executorch.runtime import Runtime
 
-    from mobexport.export.executorch_target import lower_program
+    from mobexport.export.targets.executorch.target import lower_program
 
-    program = decompose(_program(), decompositions("executorch", "xnnpack"))
+    program = decompose(_program(), decomposition_table("xnnpack"))
     manager, coverage, _ = lower_program(program, "xnnpack")
     assert coverage.delegate_subgraphs == 1 and not coverage.portable_ops_on_activations
     method = Runtime.get().load_program(manager.buffer).load_method("forward")
@@ -119,7 +119,7 @@ def test_coreml_lowering_converts():
         pytest.skip("the coreml extra is not installed")
     import coremltools as ct
 
-    program = decompose(_program(), decompositions("coreml"))
+    program = decompose(_program(), decomposition_table("plain"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         mlmodel = ct.convert(program, convert_to="mlprogram", minimum_deployment_target=ct.target.iOS16,

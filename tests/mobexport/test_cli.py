@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from mobexport.cli import main
-from mobexport.export.onnx_target import OnnxTarget
+from mobexport.export.targets.onnx.target import OnnxTarget
 
 SMALL = "mobilenet_v3_small_100"
 

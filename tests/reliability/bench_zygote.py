@@ -16,7 +16,7 @@ import sys
 
 import mobexport.benchmarks.sweep.cli  # noqa: F401  (the heavy imports, done once)
 import mobexport.benchmarks.sweep.plan  # noqa: F401
-import mobexport.export.onnx_target  # noqa: F401
+import mobexport.export.targets.onnx.target  # noqa: F401
 from mobexport.cli import main
 
 

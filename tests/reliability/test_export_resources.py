@@ -67,7 +67,9 @@ def test_disk_full_inside_staging_is_one_error_and_nothing_is_left(tmp_path, mon
     def disk_full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(pipeline, "prepare_for_target", disk_full)
+    from mobexport.export.targets.onnx.target import OnnxTarget
+
+    monkeypatch.setattr(OnnxTarget, "prepare", disk_full)
     config = ExportConfig(model=MODEL, target="onnx", resolution=96, dynamic=False, passes="none",
                           out_dir=tmp_path / "out")
     with pytest.raises(ResourceExhaustedError, match="ran out of disk space"):

@@ -12,7 +12,7 @@ import torch.nn as nn
 ct = pytest.importorskip("coremltools", reason="the coreml extra is not installed")
 
 from mobexport.errors import QuantizationError  # noqa: E402
-from mobexport.export.coreml_target import describe_mlpackage  # noqa: E402
+from mobexport.export.targets.coreml.target import describe_mlpackage  # noqa: E402
 from mobexport.export.quantize.calibration import CalibrationSet  # noqa: E402
 from mobexport.export.quantize.coreml_compress import check_host, compress  # noqa: E402
 from mobexport.export.quantize.sizes import mlpackage_weight_bytes  # noqa: E402

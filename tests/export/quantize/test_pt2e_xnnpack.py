@@ -97,7 +97,7 @@ def test_a_tensor_int8_crushes_is_kept_float_and_that_helps():
 def test_quantized_program_lowers_to_xnnpack_and_runs():
     from executorch.runtime import Runtime
 
-    from mobexport.export.executorch_target import lower_program
+    from mobexport.export.targets.executorch.target import lower_program
 
     torch.manual_seed(0)
     traced = traced_of(TinyCNN())

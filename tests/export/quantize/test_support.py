@@ -7,7 +7,7 @@ import pytest
 from mobexport.cli import main
 from mobexport.errors import QuantizationError
 from mobexport.export.quantize import support
-from mobexport.export.target import target_names
+from mobexport.export.targets import target_names
 
 SMALL = "mobilenet_v3_small_100"
 
@@ -21,12 +21,12 @@ def one_line_error(capsys, *argv) -> str:
 
 
 def test_every_shipped_target_has_a_row_and_only_known_modes():
-    assert set(support.SUPPORT) == set(target_names())
-    for modes in support.SUPPORT.values():
+    assert set(support.support_table()) == set(target_names())
+    for modes in support.support_table().values():
         assert set(modes) <= set(support.MODES) - {"none"}
 
 
-@pytest.mark.parametrize("target", sorted(support.SUPPORT))
+@pytest.mark.parametrize("target", sorted(support.support_table()))
 def test_supported_modes_pass_and_others_name_the_supported_ones(target):
     for mode in support.supported_modes(target):
         support.check_supported(target, mode)
@@ -63,3 +63,20 @@ def test_quantized_modes_map_to_a_parity_tolerance():
     assert support.precision_of("none") is None
     for mode in ("fp16", "int8", "int8-weights"):
         assert support.precision_of(mode) in TOLERANCES
+
+
+def test_core_ml_int8_says_what_the_code_does():
+    """The manifest's ``how`` once claimed "PT2E with CoreMLQuantizer"; the code calibrates the saved package."""
+    how = support.describe("coreml", "int8")
+    assert "linear_quantize_activations" in how and "PT2E" not in how and "CoreMLQuantizer" not in how
+
+
+def test_every_quantizer_declares_a_known_stage_and_a_run_where_it_rewrites():
+    from mobexport.export.targets import quantizers_of
+    from mobexport.export.targets.quantizers import ARTIFACT, OPTIONS, PROGRAM
+
+    for target in target_names():
+        for mode, quantizer in quantizers_of(target).items():
+            assert quantizer.mode == mode and quantizer.stage in (PROGRAM, ARTIFACT, OPTIONS)
+            assert (quantizer.run is None) == (quantizer.stage == OPTIONS), (target, mode)
+            assert quantizer.how

@@ -14,10 +14,12 @@ pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
 import onnx  # noqa: E402
 from onnx import numpy_helper  # noqa: E402
 
-from mobexport.config import ExportConfig  # noqa: E402
 from mobexport.export.quantize.calibration import calibration_for  # noqa: E402
-from mobexport.export.quantize.tensorrt_int8 import quantize_for_tensorrt  # noqa: E402
-from mobexport.export.tensorrt_target import trtexec_command  # noqa: E402
+from mobexport.export.quantize.tensorrt_int8 import quantize_symmetric_qdq  # noqa: E402
+from mobexport.export.targets.quantizers import OPTIONS  # noqa: E402
+from mobexport.export.targets.tensorrt.quantizers import QUANTIZERS  # noqa: E402
+from mobexport.models import get_spec  # noqa: E402
+from mobexport.export.targets.tensorrt.target import trtexec_command  # noqa: E402
 
 HERE = Path(__file__).parent
 
@@ -41,11 +43,9 @@ def calib_dir(tmp_path) -> Path:
 def test_int8_onnx_for_tensorrt_is_symmetric_qdq(tmp_path):
     path = tiny_model(tmp_path)
     calibration_for.cache_clear()
-    config = ExportConfig(model="mobilenet_v3_small_100", target="tensorrt", quantize="int8",
-                          calib_dir=calib_dir(tmp_path), calib_samples=8)
-    facts = quantize_for_tensorrt(path, config, resolution=16)
-    assert facts["mode"] == "int8" and "symmetric" in facts["scheme"]["activations"]
-    assert facts["calibration"]["source"] == "images" and facts["calibration"]["samples"] == 8
+    calibration = calibration_for(calib_dir(tmp_path), get_spec("mobilenet_v3_small_100"), 16, 8)
+    facts = quantize_symmetric_qdq(path, calibration)
+    assert "symmetric" in facts["scheme"]["activations"] and "float_layers" in facts
     model = onnx.load(str(path))
     inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     zero_points = [inits[n.input[2]] for n in model.graph.node
@@ -55,12 +55,10 @@ def test_int8_onnx_for_tensorrt_is_symmetric_qdq(tmp_path):
     assert facts["weights"]["ratio"] > 2.5  # the stem (a large share of this tiny model) keeps fp32 weights
 
 
-def test_no_int8_no_change(tmp_path):
-    path = tiny_model(tmp_path)
-    before = path.read_bytes()
-    assert quantize_for_tensorrt(path, ExportConfig(model="mobilenet_v3_small_100", target="tensorrt",
-                                                    quantize="fp16"), 16) is None
-    assert path.read_bytes() == before
+def test_fp16_is_a_builder_flag_not_a_rewrite():
+    fp16 = QUANTIZERS["fp16"]
+    assert fp16.stage == OPTIONS and fp16.run is None and fp16.implies == {"precision": "fp16"}
+    assert QUANTIZERS["int8"].calibrated
 
 
 def test_trtexec_builds_int8_with_fp16_fallback():

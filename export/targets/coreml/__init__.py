@@ -1,0 +1,1 @@
+"""The coreml target package."""

@@ -1,0 +1,1 @@
+"""The executorch target package."""

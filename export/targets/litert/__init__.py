@@ -1,0 +1,1 @@
+"""The litert target package."""
