@@ -1,0 +1,186 @@
+"""bench --cluster on a real local Ray cluster: two fake phones on two nodes, one real ONNX export.
+
+Checked: each case ran on the node that has its phone; one phone never times
+two cases at once; the records are the local run's (fields, not timings); an
+export is done once and reused (by both phones, by a later run, by a local
+run sharing the store); a resumed sweep skips what finished; a node killed
+mid-sweep loses no finished case and its cases are reported as lost; bad
+input is one line before any export. Ray is not imported without --cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mobexport.cli import main as mobexport_main
+
+from ..devices.conftest import FAKE_ORT_PERF_TEST
+from .conftest import PHONE_A, PHONE_B, PHONE_C
+
+MODEL = "mobilenet_v3_small_075"
+QUICK = ["--min-time", "0.02", "--min-iters", "5", "--max-iters", "20", "--warmup-time", "0"]
+TIMING = {"latency_ms", "samples_ms", "throughput_ips", "init_ms", "peak_memory_bytes", "warmup", "iters", "timestamp"}
+
+
+def bench(capsys, *argv: str) -> tuple[int, str, str]:
+    status = mobexport_main(["bench", *argv])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def sweep_args(out: Path, store: Path, devices: str, resolutions: str = "96,128") -> list[str]:
+    return ["--models", MODEL, "--targets", "onnx", "--resolutions", resolutions, "--device", devices,
+            "--ort-perf-test", str(FAKE_ORT_PERF_TEST), *QUICK, "--artifact-store", str(store), "--out", str(out)]
+
+
+def records(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+
+
+def store_entries(store: Path) -> list[Path]:
+    return sorted(p for p in store.glob("*/*") if p.is_dir()) if store.exists() else []
+
+
+def one_line_error(status: int, err: str, *fragments: str) -> None:
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert status == 2 and len(lines) == 1, err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_bad_cluster_input_is_one_line_before_any_export(ray_cluster, capsys, tmp_path):
+    out, store = tmp_path / "out", tmp_path / "store"
+    status, _, err = bench(capsys, *sweep_args(out, store, f"adb:{PHONE_A}"), "--cluster", "127.0.0.1:1")
+    one_line_error(status, err, "cannot reach the Ray cluster at 127.0.0.1:1")
+    status, _, err = bench(capsys, *sweep_args(out, store, f"adb:{PHONE_A},adb:NOSUCH"), "--cluster",
+                           ray_cluster.address)
+    one_line_error(status, err, "advertises device 'adb:NOSUCH'", f"adb:{PHONE_A}", f"adb:{PHONE_B}")
+    status, _, err = bench(capsys, *sweep_args(out, store, "local"), "--cluster", ray_cluster.address)
+    one_line_error(status, err, "--device local with --cluster", "local:")
+    status, _, err = bench(capsys, *sweep_args(out, store, f"adb:{PHONE_A}"), "--cluster", "not an address")
+    one_line_error(status, err, "is not a cluster address")
+    assert not store_entries(store) and not (out / "results.jsonl").exists() and not (out / "artifacts").exists()
+
+
+def test_sweep_over_two_phones_on_two_nodes(ray_cluster, capsys, tmp_path, monkeypatch):
+    out, store = tmp_path / "cluster-out", ray_cluster.store
+    devices = f"adb:{PHONE_A},adb:{PHONE_B}"
+    status, stdout, err = bench(capsys, *sweep_args(out, store, devices), "--cluster", ray_cluster.address)
+    assert status == 0, err
+    got = records(out)
+    assert len(got) == 4 and all(r["status"] == "ok" for r in got)
+    for r in got:  # each case ran on the node that has its phone
+        serial = r["case"]["device"].split(":")[1]
+        assert r["conditions"]["cluster"]["node_id"] == ray_cluster.node_id(serial)
+        assert r["device_info"]["name"] == r["case"]["device"]
+    for device in (f"adb:{PHONE_A}", f"adb:{PHONE_B}"):  # one case at a time per phone
+        spans = sorted((r["conditions"]["cluster"]["started"], r["conditions"]["cluster"]["ended"])
+                       for r in got if r["case"]["device"] == device)
+        assert len(spans) == 2 and spans[0][1] <= spans[1][0]
+    # one export per resolution, shared by both phones; the driver's OUT holds the artifacts as a local run's
+    assert len(store_entries(store)) == 2
+    assert {r["artifact"]["sha256"] for r in got if r["case"]["resolution"] == 96} == \
+        {r["artifact"]["sha256"] for r in got if r["case"]["resolution"] == 96 and r["case"]["device"].endswith("A01")}
+    assert all(Path(r["artifact"]["path"]).is_file() and str(out) in r["artifact"]["path"] for r in got)
+    for name in ("curves.csv", "summary.md"):
+        assert (out / name).is_file()
+
+    # resumed: nothing left to do, nothing appended
+    status, _, err = bench(capsys, *sweep_args(out, store, devices), "--cluster", ray_cluster.address)
+    assert status == 0 and "4 case(s) already in" in err and len(records(out)) == 4
+
+    # the same sweep on phone A without the cluster: the same records, the export reused from the store
+    monkeypatch.setenv("FAKE_ADB_HOME", str(ray_cluster.homes[PHONE_A]))
+    local_out = tmp_path / "local-out"
+    status, _, err = bench(capsys, *sweep_args(local_out, store, f"adb:{PHONE_A}"))
+    assert status == 0, err
+    local = {(r["case"]["resolution"]): r for r in records(local_out)}
+    assert len(store_entries(store)) == 2 and all(r["conditions"]["artifact_reused"] for r in local.values())
+    for r in got:
+        if r["case"]["device"] != f"adb:{PHONE_A}":
+            continue
+        twin = local[r["case"]["resolution"]]
+        assert set(r) == set(twin)
+        for key in set(r) - TIMING - {"conditions", "artifact"}:
+            assert r[key] == twin[key], key
+        assert {k: v for k, v in r["artifact"].items() if k not in ("path", "manifest")} == \
+            {k: v for k, v in twin["artifact"].items() if k not in ("path", "manifest")}
+        assert set(r["conditions"]) - {"cluster"} == set(twin["conditions"])
+        assert r["conditions"]["policy"] == twin["conditions"]["policy"]
+
+
+def test_a_later_run_reuses_the_exports(ray_cluster, capsys, tmp_path):
+    """A fresh --out with the shared store: no export task, every artifact taken from the store."""
+    before = store_entries(ray_cluster.store)
+    if len(before) != 2:
+        pytest.skip("needs the exports of test_sweep_over_two_phones_on_two_nodes")
+    out = tmp_path / "again"
+    status, _, err = bench(capsys, *sweep_args(out, ray_cluster.store, f"adb:{PHONE_B}"), "--cluster",
+                           ray_cluster.address)
+    assert status == 0, err
+    assert err.count(": reused") == 2 and "exported in" not in err
+    assert all(r["conditions"]["artifact_reused"] for r in records(out))
+    assert store_entries(ray_cluster.store) == before
+
+
+def test_a_node_dying_mid_sweep_loses_only_its_cases(ray_cluster, tmp_path):
+    """Phone C's node is killed while C waits to cool down: A's cases finish, C's are recorded as lost."""
+    if len(store_entries(ray_cluster.store)) != 2:
+        pytest.skip("needs the exports of test_sweep_over_two_phones_on_two_nodes")
+    from mobexport.benchmarks.bench_cli import store_prepare  # noqa: F401  (the store is the same one)
+    from mobexport.benchmarks.cluster.connection import connect
+    from mobexport.benchmarks.cluster.driver import run_cluster_sweep
+    from mobexport.benchmarks.plan import SweepPlan
+    from mobexport.devices.android import CoolingPolicy
+    from mobexport.devices.measure import MeasurePolicy
+    from mobexport.devices.registry import DeviceOptions
+
+    node = ray_cluster.add_phone_node(PHONE_C, thermal_schedule={"thermal_zone0": [90000]})
+    plan = SweepPlan(models=[MODEL], targets=["onnx"], resolutions=[96, 128])
+    policy = MeasurePolicy(min_time_s=0.02, min_iters=5, max_iters=20, warmup_time_s=0.0)
+    options = DeviceOptions(runners={"onnx": FAKE_ORT_PERF_TEST},
+                            cooling=CoolingPolicy(threshold_c=42.0, poll_s=0.5, max_wait_s=90.0))
+    killed = []
+
+    def kill_c_once(record):
+        if not killed and record.case.device == f"adb:{PHONE_A}":
+            killed.append(record.case)
+            ray_cluster.cluster.remove_node(node, allow_graceful=False)
+
+    import ray
+
+    connect(ray_cluster.address)
+    try:
+        out = tmp_path / "out"
+        outcome = run_cluster_sweep(plan, [f"adb:{PHONE_A}", f"adb:{PHONE_C}"], out, policy, options,
+                                    artifact_store=ray_cluster.store, on_record=kill_c_once)
+    finally:
+        ray.shutdown()
+    got = records(out)
+    assert killed and len(got) == 4                                    # every case has its record
+    by_device = {d: [r for r in got if r["case"]["device"] == d] for d in (f"adb:{PHONE_A}", f"adb:{PHONE_C}")}
+    assert all(r["status"] == "ok" for r in by_device[f"adb:{PHONE_A}"])   # nothing finished was lost
+    assert all(r["status"] == "failed" and r["error"].startswith("lost:") for r in by_device[f"adb:{PHONE_C}"])
+    assert len(outcome.measured) == 2 and len(outcome.failed) == 2
+
+
+def test_ray_is_not_imported_without_cluster(tmp_path):
+    """A local sweep, the devices list and the bench help never import Ray."""
+    script = (
+        "import sys\n"
+        "from mobexport.cli import main\n"
+        f"status = main(['bench', '--models', '{MODEL}', '--targets', 'pytorch', '--resolutions', '96', "
+        f"'--min-time', '0.01', '--min-iters', '3', '--max-iters', '5', '--warmup-time', '0', "
+        f"'--out', {str(tmp_path / 'out')!r}])\n"
+        "assert status == 0, status\n"
+        "main(['devices', '--json'])\n"
+        "print('RAY', 'ray' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "RAY False" in done.stdout
