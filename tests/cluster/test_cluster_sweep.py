@@ -6,6 +6,8 @@ export is done once and reused (by both phones, by a later run, by a local
 run sharing the store); a resumed sweep skips what finished; a node killed
 mid-sweep loses no finished case and its cases are reported as lost; bad
 input is one line before any export. Ray is not imported without --cluster.
+The cluster starts once per module (about 25 s here); the node-killing and
+later-run cases are marked slow.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ def bench(capsys, *argv: str) -> tuple[int, str, str]:
     return status, out, err
 
 
-def sweep_args(out: Path, store: Path, devices: str, resolutions: str = "96,128") -> list[str]:
+def sweep_args(out: Path, store: Path, devices: str, resolutions: str = "96") -> list[str]:
     return ["--models", MODEL, "--targets", "onnx", "--resolutions", resolutions, "--device", devices,
             "--ort-perf-test", str(FAKE_ORT_PERF_TEST), *QUICK, "--artifact-store", str(store), "--out", str(out)]
 
@@ -73,26 +75,21 @@ def test_sweep_over_two_phones_on_two_nodes(ray_cluster, capsys, tmp_path, monke
     status, stdout, err = bench(capsys, *sweep_args(out, store, devices), "--cluster", ray_cluster.address)
     assert status == 0, err
     got = records(out)
-    assert len(got) == 4 and all(r["status"] == "ok" for r in got)
+    assert len(got) == 2 and all(r["status"] == "ok" for r in got)
     for r in got:  # each case ran on the node that has its phone
         serial = r["case"]["device"].split(":")[1]
         assert r["conditions"]["cluster"]["node_id"] == ray_cluster.node_id(serial)
         assert r["device_info"]["name"] == r["case"]["device"]
-    for device in (f"adb:{PHONE_A}", f"adb:{PHONE_B}"):  # one case at a time per phone
-        spans = sorted((r["conditions"]["cluster"]["started"], r["conditions"]["cluster"]["ended"])
-                       for r in got if r["case"]["device"] == device)
-        assert len(spans) == 2 and spans[0][1] <= spans[1][0]
-    # one export per resolution, shared by both phones; the driver's OUT holds the artifacts as a local run's
-    assert len(store_entries(store)) == 2
-    assert {r["artifact"]["sha256"] for r in got if r["case"]["resolution"] == 96} == \
-        {r["artifact"]["sha256"] for r in got if r["case"]["resolution"] == 96 and r["case"]["device"].endswith("A01")}
+    # one export, content-addressed, shared by both phones; the driver's OUT holds it as a local run's would
+    assert len(store_entries(store)) == 1 and len({r["artifact"]["sha256"] for r in got}) == 1
+    assert "exported in" in err and not any(r["conditions"]["artifact_reused"] for r in got)
     assert all(Path(r["artifact"]["path"]).is_file() and str(out) in r["artifact"]["path"] for r in got)
     for name in ("curves.csv", "summary.md"):
         assert (out / name).is_file()
 
     # resumed: nothing left to do, nothing appended
     status, _, err = bench(capsys, *sweep_args(out, store, devices), "--cluster", ray_cluster.address)
-    assert status == 0 and "4 case(s) already in" in err and len(records(out)) == 4
+    assert status == 0 and "2 case(s) already in" in err and len(records(out)) == 2
 
     # the same sweep on phone A without the cluster: the same records, the export reused from the store
     monkeypatch.setenv("FAKE_ADB_HOME", str(ray_cluster.homes[PHONE_A]))
@@ -100,7 +97,7 @@ def test_sweep_over_two_phones_on_two_nodes(ray_cluster, capsys, tmp_path, monke
     status, _, err = bench(capsys, *sweep_args(local_out, store, f"adb:{PHONE_A}"))
     assert status == 0, err
     local = {(r["case"]["resolution"]): r for r in records(local_out)}
-    assert len(store_entries(store)) == 2 and all(r["conditions"]["artifact_reused"] for r in local.values())
+    assert len(store_entries(store)) == 1 and all(r["conditions"]["artifact_reused"] for r in local.values())
     for r in got:
         if r["case"]["device"] != f"adb:{PHONE_A}":
             continue
@@ -114,25 +111,26 @@ def test_sweep_over_two_phones_on_two_nodes(ray_cluster, capsys, tmp_path, monke
         assert r["conditions"]["policy"] == twin["conditions"]["policy"]
 
 
+@pytest.mark.slow
 def test_a_later_run_reuses_the_exports(ray_cluster, capsys, tmp_path):
     """A fresh --out with the shared store: no export task, every artifact taken from the store."""
     before = store_entries(ray_cluster.store)
-    if len(before) != 2:
+    if len(before) != 1:
         pytest.skip("needs the exports of test_sweep_over_two_phones_on_two_nodes")
     out = tmp_path / "again"
     status, _, err = bench(capsys, *sweep_args(out, ray_cluster.store, f"adb:{PHONE_B}"), "--cluster",
                            ray_cluster.address)
     assert status == 0, err
-    assert err.count(": reused") == 2 and "exported in" not in err
+    assert err.count(": reused") == 1 and "exported in" not in err
     assert all(r["conditions"]["artifact_reused"] for r in records(out))
     assert store_entries(ray_cluster.store) == before
 
 
+@pytest.mark.slow
 def test_a_node_dying_mid_sweep_loses_only_its_cases(ray_cluster, tmp_path):
     """Phone C's node is killed while C waits to cool down: A's cases finish, C's are recorded as lost."""
-    if len(store_entries(ray_cluster.store)) != 2:
+    if len(store_entries(ray_cluster.store)) != 1:
         pytest.skip("needs the exports of test_sweep_over_two_phones_on_two_nodes")
-    from mobexport.benchmarks.bench_cli import store_prepare  # noqa: F401  (the store is the same one)
     from mobexport.benchmarks.cluster.connection import connect
     from mobexport.benchmarks.cluster.driver import run_cluster_sweep
     from mobexport.benchmarks.plan import SweepPlan
@@ -141,7 +139,7 @@ def test_a_node_dying_mid_sweep_loses_only_its_cases(ray_cluster, tmp_path):
     from mobexport.devices.registry import DeviceOptions
 
     node = ray_cluster.add_phone_node(PHONE_C, thermal_schedule={"thermal_zone0": [90000]})
-    plan = SweepPlan(models=[MODEL], targets=["onnx"], resolutions=[96, 128])
+    plan = SweepPlan(models=[MODEL], targets=["onnx"], resolutions=[96])
     policy = MeasurePolicy(min_time_s=0.02, min_iters=5, max_iters=20, warmup_time_s=0.0)
     options = DeviceOptions(runners={"onnx": FAKE_ORT_PERF_TEST},
                             cooling=CoolingPolicy(threshold_c=42.0, poll_s=0.5, max_wait_s=90.0))
@@ -162,25 +160,103 @@ def test_a_node_dying_mid_sweep_loses_only_its_cases(ray_cluster, tmp_path):
     finally:
         ray.shutdown()
     got = records(out)
-    assert killed and len(got) == 4                                    # every case has its record
+    assert killed and len(got) == 2                                    # every case has its record
     by_device = {d: [r for r in got if r["case"]["device"] == d] for d in (f"adb:{PHONE_A}", f"adb:{PHONE_C}")}
     assert all(r["status"] == "ok" for r in by_device[f"adb:{PHONE_A}"])   # nothing finished was lost
     assert all(r["status"] == "failed" and r["error"].startswith("lost:") for r in by_device[f"adb:{PHONE_C}"])
-    assert len(outcome.measured) == 2 and len(outcome.failed) == 2
+    assert len(outcome.measured) == 1 and len(outcome.failed) == 1
 
 
-def test_ray_is_not_imported_without_cluster(tmp_path):
-    """A local sweep, the devices list and the bench help never import Ray."""
+def test_two_sweeps_never_time_on_one_phone_at_once(ray_cluster, tmp_path):
+    """Two drivers' sweeps on the same phone at the same moment: its resource (amount 1) serializes them."""
+    import io
+    import threading
+
+    from rich.console import Console
+
+    if len(store_entries(ray_cluster.store)) != 1:
+        pytest.skip("needs the export of test_sweep_over_two_phones_on_two_nodes")
+    import ray
+
+    from mobexport.benchmarks.cluster.connection import connect
+    from mobexport.benchmarks.cluster.driver import run_cluster_sweep
+    from mobexport.benchmarks.plan import SweepPlan
+    from mobexport.devices.measure import MeasurePolicy
+    from mobexport.devices.registry import DeviceOptions
+
+    plan = SweepPlan(models=[MODEL], targets=["onnx"], resolutions=[96])
+    policy = MeasurePolicy(min_time_s=0.02, min_iters=5, max_iters=20, warmup_time_s=0.0)
+    options = DeviceOptions(runners={"onnx": FAKE_ORT_PERF_TEST})
+    outs = [tmp_path / "one", tmp_path / "two"]
+    errors = []
+
+    def sweep(out):
+        try:
+            run_cluster_sweep(plan, [f"adb:{PHONE_A}"], out, policy, options, artifact_store=ray_cluster.store,
+                              console=Console(file=io.StringIO()))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    connect(ray_cluster.address)
+    try:
+        threads = [threading.Thread(target=sweep, args=(out,)) for out in outs]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+    finally:
+        ray.shutdown()
+    assert not errors, errors
+    spans = sorted((r["conditions"]["cluster"]["started"], r["conditions"]["cluster"]["ended"])
+                   for out in outs for r in records(out))
+    assert len(spans) == 2 and spans[0][1] <= spans[1][0]
+
+
+def test_ray_is_not_imported_without_cluster(ray_cluster, tmp_path):
+    """A local sweep (on phone A, its export from the store), the devices list: Ray never imported."""
+    import os
+
+    if len(store_entries(ray_cluster.store)) != 1:
+        pytest.skip("needs the export of test_sweep_over_two_phones_on_two_nodes")
+    argv = sweep_args(tmp_path / "out", ray_cluster.store, f"adb:{PHONE_A}")
     script = (
         "import sys\n"
         "from mobexport.cli import main\n"
-        f"status = main(['bench', '--models', '{MODEL}', '--targets', 'pytorch', '--resolutions', '96', "
-        f"'--min-time', '0.01', '--min-iters', '3', '--max-iters', '5', '--warmup-time', '0', "
-        f"'--out', {str(tmp_path / 'out')!r}])\n"
+        f"status = main(['bench', *{argv!r}])\n"
         "assert status == 0, status\n"
         "main(['devices', '--json'])\n"
         "print('RAY', 'ray' in sys.modules)\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    env = {**os.environ, "FAKE_ADB_HOME": str(ray_cluster.homes[PHONE_A])}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "RAY False" in done.stdout
+    assert "RAY False" in done.stdout and len(records(tmp_path / "out")) == 1
+
+
+def test_devices_of_the_cluster_and_the_ray_start_line(ray_cluster, capsys):
+    """'devices --cluster' lists each phone with its node, and the fingerprint a node published."""
+    import ray
+
+    from mobexport.benchmarks.cluster import cli as cluster_cli
+    from mobexport.benchmarks.cluster.connection import connect
+
+    connect(ray_cluster.address)
+    try:  # what 'mobexport cluster node' does on phone B's host, run there as a task holding the phone
+        publish = ray.remote(cluster_cli.publish).options(resources={f"mobexport/adb:{PHONE_B}": 1}, num_cpus=0)
+        assert ray.get(publish.remote({f"adb:{PHONE_B}": {"soc": "Google Tensor G3", "model": "Pixel 8"}})) == \
+            ray_cluster.node_id(PHONE_B)
+    finally:
+        ray.shutdown()
+    assert mobexport_main(["devices", "--cluster", ray_cluster.address, "--json"]) == 0
+    rows = {r["device"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows[f"adb:{PHONE_A}"]["node_id"] == ray_cluster.node_id(PHONE_A)
+    assert rows[f"adb:{PHONE_B}"]["node_id"] == ray_cluster.node_id(PHONE_B)
+    assert rows[f"adb:{PHONE_B}"]["info"]["soc"] == "Google Tensor G3" and rows[f"adb:{PHONE_A}"]["info"] == {}
+
+
+def test_ray_resources_line_names_this_hosts_devices(capsys):
+    from mobexport.benchmarks.cluster.resources import host_name
+
+    assert mobexport_main(["devices", "--ray-resources"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("ray start --address ") and f'"mobexport/local:{host_name()}": 1' in line
