@@ -35,7 +35,7 @@ from mobexport import logs
 from mobexport.devices.device import EAGER, CaseJob
 from mobexport.devices.measure import MeasurePolicy
 from mobexport.devices.registry import DeviceOptions
-from mobexport.errors import OutputDirError
+from mobexport.errors import MobexportError, OutputDirError
 
 from ..bench_artifacts import Prepared, costs_from, export_config, reusable, same_export
 from ..plan import SweepPlan
@@ -180,8 +180,12 @@ class ClusterSweep:
         if result.bundle is not None:
             destination = export_config(group[0], self.out_dir).artifact_dir()
             existing = reusable(group[0], self.out_dir)
-            prepared_artifact = existing if existing is not None and artifact_sha256(existing) == result.sha256 \
-                else unpack(result.bundle, destination, result.sha256)
+            try:
+                prepared_artifact = existing if existing is not None and artifact_sha256(existing) == result.sha256 \
+                    else unpack(result.bundle, destination, result.sha256)
+            except (MobexportError, OSError) as exc:  # a damaged bundle or a full disk: these cases fail
+                self._exported(group, ExportResult(error=f"artifact not received: {exc}"))
+                return
         how = "reused" if result.reused else f"exported in {result.seconds:.0f} s"
         self.progress.console.print(f"{label}: {how}", highlight=False)
         bundle_ref = ray.put(result.bundle) if result.bundle is not None else None
