@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -32,19 +32,22 @@ class LocalCluster:
     nodes: dict[str, object]               # serial -> the ray node object
     store: Path
     root: Path
+    homes_by_node: dict[str, Path] = field(default_factory=dict)
 
     def node_id(self, serial: str) -> str:
         return self.nodes[serial].node_id
 
-    def add_phone_node(self, serial: str, **behaviour) -> object:
+    def add_phone_node(self, serial: str, home_name: str | None = None, **behaviour) -> object:
         """One more host with one phone; its environment is set while it starts."""
-        home = self.root / f"adb-{serial}"
+        home = self.root / f"adb-{home_name or serial}"
         FakePhones(home).add(serial, **behaviour)
         with _env(FAKE_ADB_HOME=str(home)):
             node = self.cluster.add_node(num_cpus=0, resources={f"mobexport/adb:{serial}": 1},
                                          node_ip_address="127.0.0.1")
         self.cluster.wait_for_nodes()
-        self.homes[serial], self.nodes[serial] = home, node
+        self.homes_by_node[node.node_id] = home
+        self.homes.setdefault(serial, home)
+        self.nodes.setdefault(serial, node)
         return node
 
 

@@ -260,3 +260,72 @@ def test_ray_resources_line_names_this_hosts_devices(capsys):
     assert mobexport_main(["devices", "--ray-resources"]) == 0
     line = capsys.readouterr().out.strip()
     assert line.startswith("ray start --address ") and f'"mobexport/local:{host_name()}": 1' in line
+
+
+@pytest.mark.slow
+def test_a_phone_that_disconnects_fails_its_case_not_the_sweep(ray_cluster, capsys, tmp_path):
+    if len(store_entries(ray_cluster.store)) != 1:
+        pytest.skip("needs the export of test_sweep_over_two_phones_on_two_nodes")
+    ray_cluster.add_phone_node("PHONED04", disconnect_on_run=1)
+    out = tmp_path / "out"
+    status, _, err = bench(capsys, *sweep_args(out, ray_cluster.store, f"adb:{PHONE_A},adb:PHONED04"), "--cluster",
+                           ray_cluster.address)
+    assert status == 1, err                                             # some cases failed; not exit 2
+    by_device = {r["case"]["device"]: r for r in records(out)}
+    assert by_device[f"adb:{PHONE_A}"]["status"] == "ok"
+    failed = by_device["adb:PHONED04"]
+    assert failed["status"] == "failed" and "device adb:PHONED04" in failed["error"]
+    assert "disconnected" in failed["error"]
+
+
+@pytest.mark.slow
+def test_a_case_whose_node_dies_is_retried_on_another_node_with_its_device(ray_cluster, tmp_path):
+    """Phone E is reachable from two hosts (both advertise it): the first dies mid-case, the second measures it."""
+    if len(store_entries(ray_cluster.store)) != 1:
+        pytest.skip("needs the export of test_sweep_over_two_phones_on_two_nodes")
+    import ray
+
+    from mobexport.benchmarks.cluster.connection import connect
+    from mobexport.benchmarks.cluster.driver import run_cluster_sweep
+    from mobexport.benchmarks.plan import SweepPlan
+    from mobexport.devices.android import CoolingPolicy
+    from mobexport.devices.measure import MeasurePolicy
+    from mobexport.devices.registry import DeviceOptions
+
+    hot = ray_cluster.add_phone_node("PHONEE05", home_name="PHONEE05-hot", thermal_schedule={"thermal_zone0": [90000]})
+    options = DeviceOptions(runners={"onnx": FAKE_ORT_PERF_TEST},
+                            cooling=CoolingPolicy(threshold_c=42.0, poll_s=0.5, max_wait_s=60.0))
+    plan = SweepPlan(models=[MODEL], targets=["onnx"], resolutions=[96])
+    policy = MeasurePolicy(min_time_s=0.02, min_iters=5, max_iters=20, warmup_time_s=0.0)
+    outcomes, errors = [], []
+
+    def sweep():
+        try:
+            outcomes.append(run_cluster_sweep(plan, ["adb:PHONEE05"], tmp_path / "out", policy, options,
+                                              artifact_store=ray_cluster.store))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    import threading
+    import time
+
+    connect(ray_cluster.address)
+    try:  # the sweep in a thread; nodes are started and killed from this (main) thread, as Ray requires
+        driver = threading.Thread(target=sweep)
+        driver.start()
+        calls = ray_cluster.homes_by_node[hot.node_id] / "calls.jsonl"
+        deadline = time.time() + 60
+        while time.time() < deadline and "thermal_zone" not in (calls.read_text() if calls.exists() else ""):
+            time.sleep(0.2)                      # the hot host is measuring: cooling down
+        cool = ray_cluster.add_phone_node("PHONEE05", home_name="PHONEE05-cool")
+        ray_cluster.cluster.remove_node(hot, allow_graceful=False)
+        driver.join(timeout=120)
+    finally:
+        ray.shutdown()
+    assert not errors, errors
+    outcome = outcomes[0]
+    (record,) = records(tmp_path / "out")
+    assert record["status"] == "ok", record["error"]
+    assert record["conditions"]["cluster"]["node_id"] == cool.node_id
+    assert record["conditions"]["cluster"]["attempt"] == 2
+    assert len(outcome.measured) == 1
