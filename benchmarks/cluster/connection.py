@@ -47,7 +47,7 @@ def parse_cluster(spec: str) -> ClusterAddress:
         return ClusterAddress(spec, None)
     rest = text[len("ray://"):] if text.startswith("ray://") else text
     host, sep, port = rest.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not host or "/" in host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ClusterError(f"--cluster '{spec}' is not a cluster address",
                            "use ray, ray://HOST:PORT (Ray client) or HOST:PORT (the head's GCS address)")
     return ClusterAddress(spec, text, host.strip("[]"), int(port))

@@ -329,3 +329,36 @@ def test_a_case_whose_node_dies_is_retried_on_another_node_with_its_device(ray_c
     assert record["conditions"]["cluster"]["node_id"] == cool.node_id
     assert record["conditions"]["cluster"]["attempt"] == 2
     assert len(outcome.measured) == 1
+
+
+@pytest.mark.slow
+def test_an_interrupted_driver_keeps_what_finished_and_resumes(ray_cluster, tmp_path):
+    if len(store_entries(ray_cluster.store)) != 1:
+        pytest.skip("needs the export of test_sweep_over_two_phones_on_two_nodes")
+    import ray
+
+    from mobexport.benchmarks.cluster.connection import connect
+    from mobexport.benchmarks.cluster.driver import run_cluster_sweep
+    from mobexport.benchmarks.plan import SweepPlan
+    from mobexport.devices.measure import MeasurePolicy
+    from mobexport.devices.registry import DeviceOptions
+
+    plan = SweepPlan(models=[MODEL], targets=["onnx"], resolutions=[96])
+    policy = MeasurePolicy(min_time_s=0.02, min_iters=5, max_iters=20, warmup_time_s=0.0)
+    options = DeviceOptions(runners={"onnx": FAKE_ORT_PERF_TEST})
+    devices, out = [f"adb:{PHONE_A}", f"adb:{PHONE_B}"], tmp_path / "out"
+
+    def interrupt(record):
+        raise KeyboardInterrupt
+
+    connect(ray_cluster.address)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_cluster_sweep(plan, devices, out, policy, options, artifact_store=ray_cluster.store,
+                              on_record=interrupt)
+        (kept,) = records(out)                                          # appended before the interrupt
+        outcome = run_cluster_sweep(plan, devices, out, policy, options, artifact_store=ray_cluster.store)
+    finally:
+        ray.shutdown()
+    assert outcome.skipped == 1 and len(outcome.measured) == 1
+    assert {r["case"]["device"] for r in records(out)} == set(devices) and records(out)[0] == kept
