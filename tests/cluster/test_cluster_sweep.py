@@ -55,6 +55,17 @@ def one_line_error(status: int, err: str, *fragments: str) -> None:
         assert fragment in lines[0], lines[0]
 
 
+@pytest.fixture
+def exported(ray_cluster, tmp_path):
+    """The store holds the sweep's one export: test_sweep_over_two_phones_on_two_nodes made it, or it is made here."""
+    if not store_entries(ray_cluster.store):
+        from mobexport.benchmarks.bench_artifacts import prepare
+        from mobexport.benchmarks.records import CaseKey
+
+        prepare(CaseKey(model=MODEL, target="onnx", resolution=96), tmp_path / "export", cache_dir=ray_cluster.store)
+    assert len(store_entries(ray_cluster.store)) == 1
+
+
 def test_bad_cluster_input_is_one_line_before_any_export(ray_cluster, capsys, tmp_path):
     out, store = tmp_path / "out", tmp_path / "store"
     status, _, err = bench(capsys, *sweep_args(out, store, f"adb:{PHONE_A}"), "--cluster", "127.0.0.1:1")
@@ -112,11 +123,9 @@ def test_sweep_over_two_phones_on_two_nodes(ray_cluster, capsys, tmp_path, monke
 
 
 @pytest.mark.slow
-def test_a_later_run_reuses_the_exports(ray_cluster, capsys, tmp_path):
+def test_a_later_run_reuses_the_exports(ray_cluster, exported, capsys, tmp_path):
     """A fresh --out with the shared store: no export task, every artifact taken from the store."""
     before = store_entries(ray_cluster.store)
-    if len(before) != 1:
-        pytest.skip("needs the exports of test_sweep_over_two_phones_on_two_nodes")
     out = tmp_path / "again"
     status, _, err = bench(capsys, *sweep_args(out, ray_cluster.store, f"adb:{PHONE_B}"), "--cluster",
                            ray_cluster.address)
@@ -127,10 +136,8 @@ def test_a_later_run_reuses_the_exports(ray_cluster, capsys, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_node_dying_mid_sweep_loses_only_its_cases(ray_cluster, tmp_path):
+def test_a_node_dying_mid_sweep_loses_only_its_cases(ray_cluster, exported, tmp_path):
     """Phone C's node is killed while C waits to cool down: A's cases finish, C's are recorded as lost."""
-    if len(store_entries(ray_cluster.store)) != 1:
-        pytest.skip("needs the exports of test_sweep_over_two_phones_on_two_nodes")
     from mobexport.benchmarks.cluster.connection import connect
     from mobexport.benchmarks.cluster.driver import run_cluster_sweep
     from mobexport.benchmarks.plan import SweepPlan
@@ -167,15 +174,13 @@ def test_a_node_dying_mid_sweep_loses_only_its_cases(ray_cluster, tmp_path):
     assert len(outcome.measured) == 1 and len(outcome.failed) == 1
 
 
-def test_two_sweeps_never_time_on_one_phone_at_once(ray_cluster, tmp_path):
+def test_two_sweeps_never_time_on_one_phone_at_once(ray_cluster, exported, tmp_path):
     """Two drivers' sweeps on the same phone at the same moment: its resource (amount 1) serializes them."""
     import io
     import threading
 
     from rich.console import Console
 
-    if len(store_entries(ray_cluster.store)) != 1:
-        pytest.skip("needs the export of test_sweep_over_two_phones_on_two_nodes")
     import ray
 
     from mobexport.benchmarks.cluster.connection import connect
@@ -212,12 +217,10 @@ def test_two_sweeps_never_time_on_one_phone_at_once(ray_cluster, tmp_path):
     assert len(spans) == 2 and spans[0][1] <= spans[1][0]
 
 
-def test_ray_is_not_imported_without_cluster(ray_cluster, tmp_path):
+def test_ray_is_not_imported_without_cluster(ray_cluster, exported, tmp_path):
     """A local sweep (on phone A, its export from the store), the devices list: Ray never imported."""
     import os
 
-    if len(store_entries(ray_cluster.store)) != 1:
-        pytest.skip("needs the export of test_sweep_over_two_phones_on_two_nodes")
     argv = sweep_args(tmp_path / "out", ray_cluster.store, f"adb:{PHONE_A}")
     script = (
         "import sys\n"
@@ -263,9 +266,7 @@ def test_ray_resources_line_names_this_hosts_devices(capsys):
 
 
 @pytest.mark.slow
-def test_a_phone_that_disconnects_fails_its_case_not_the_sweep(ray_cluster, capsys, tmp_path):
-    if len(store_entries(ray_cluster.store)) != 1:
-        pytest.skip("needs the export of test_sweep_over_two_phones_on_two_nodes")
+def test_a_phone_that_disconnects_fails_its_case_not_the_sweep(ray_cluster, exported, capsys, tmp_path):
     ray_cluster.add_phone_node("PHONED04", disconnect_on_run=1)
     out = tmp_path / "out"
     status, _, err = bench(capsys, *sweep_args(out, ray_cluster.store, f"adb:{PHONE_A},adb:PHONED04"), "--cluster",
@@ -279,10 +280,8 @@ def test_a_phone_that_disconnects_fails_its_case_not_the_sweep(ray_cluster, caps
 
 
 @pytest.mark.slow
-def test_a_case_whose_node_dies_is_retried_on_another_node_with_its_device(ray_cluster, tmp_path):
+def test_a_case_whose_node_dies_is_retried_on_another_node_with_its_device(ray_cluster, exported, tmp_path):
     """Phone E is reachable from two hosts (both advertise it): the first dies mid-case, the second measures it."""
-    if len(store_entries(ray_cluster.store)) != 1:
-        pytest.skip("needs the export of test_sweep_over_two_phones_on_two_nodes")
     import ray
 
     from mobexport.benchmarks.cluster.connection import connect
@@ -332,9 +331,7 @@ def test_a_case_whose_node_dies_is_retried_on_another_node_with_its_device(ray_c
 
 
 @pytest.mark.slow
-def test_an_interrupted_driver_keeps_what_finished_and_resumes(ray_cluster, tmp_path):
-    if len(store_entries(ray_cluster.store)) != 1:
-        pytest.skip("needs the export of test_sweep_over_two_phones_on_two_nodes")
+def test_an_interrupted_driver_keeps_what_finished_and_resumes(ray_cluster, exported, tmp_path):
     import ray
 
     from mobexport.benchmarks.cluster.connection import connect
