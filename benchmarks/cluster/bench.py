@@ -35,7 +35,7 @@ def run_on_cluster(cluster: str, plan: SweepPlan, policy: MeasurePolicy, options
     check_targets(devices, plan.targets)
     plan.device = devices[0]
     console, err_console = stdout_console(), stderr_console()
-    where = connect(cluster)
+    where = connect(cluster, lambda: _this_hosts_resources(options))
     try:
         require_devices(devices, where)
         plan.validate()
@@ -68,3 +68,12 @@ def run_on_cluster(cluster: str, plan: SweepPlan, policy: MeasurePolicy, options
     if note:
         console.print(f"[yellow]note[/]: {note}", highlight=False)
     return 1 if outcome.failed else 0
+
+
+def _this_hosts_resources(options: DeviceOptions) -> dict[str, float]:
+    """The devices of this host, for a cluster that ``--cluster ray`` starts here."""
+    from mobexport.devices.registry import survey
+
+    from .resources import host_resources
+
+    return host_resources(survey(DeviceOptions(adb=options.adb)))

@@ -65,17 +65,29 @@ def check_reachable(where: ClusterAddress, timeout_s: float = CONNECT_TIMEOUT_S)
                            f"({exc.strerror or exc})", CLUSTER_HINT) from None
 
 
-def connect(spec: str) -> ClusterAddress:
-    """Parse, check and ``ray.init`` the cluster (a no-op when this process is already connected)."""
+def connect(spec: str, local_resources=None) -> ClusterAddress:
+    """Parse, check and ``ray.init`` the cluster (a no-op when this process is already connected).
+
+    ``ray`` attaches to the cluster ``ray.init()`` would find (``RAY_ADDRESS``, one started on this
+    host); when there is none, it starts one here advertising ``local_resources()`` (this host's devices).
+    """
     where = parse_cluster(spec)
     check_reachable(where)
     import ray
 
     if ray.is_initialized():
         return where
+    settings = dict(log_to_driver=False, logging_level=logging.WARNING, configure_logging=False,
+                    namespace="mobexport")
     try:
-        ray.init(address=where.address, log_to_driver=False, logging_level=logging.WARNING,
-                 configure_logging=False, namespace="mobexport")
+        if where.address is None and local_resources is not None:
+            try:
+                ray.init(address="auto", **settings)
+                return where
+            except ConnectionError:  # no running cluster to attach to: start one with this host's devices
+                ray.init(resources=local_resources(), include_dashboard=False, **settings)
+                return where
+        ray.init(address=where.address, **settings)
     except ImportError as exc:  # the Ray client needs grpcio
         raise ClusterError(f"cannot use the Ray client for {spec} ({exc})",
                            "pip install 'mobexport[cluster]', or pass HOST:PORT from a cluster node") from None

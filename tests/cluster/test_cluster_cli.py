@@ -53,3 +53,26 @@ def test_cluster_node_dry_run_prints_the_ray_start_command(capsys):
 def test_cluster_node_refuses_a_bad_address(capsys):
     assert main(["cluster", "node", "--address", "nowhere"]) == 2
     assert "is not a cluster address" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_cluster_ray_starts_a_local_cluster_with_this_hosts_devices(monkeypatch):
+    """'--cluster ray' with no cluster to attach to starts one here, advertising this host's devices."""
+    pytest.importorskip("ray")
+    import ray
+
+    from mobexport.benchmarks.cluster.connection import connect
+
+    monkeypatch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    import shutil
+    import tempfile
+
+    short = tempfile.mkdtemp(prefix="mxr", dir="/tmp")         # Ray's socket paths must stay under 108 bytes
+    monkeypatch.setenv("RAY_TMPDIR", short)                     # no earlier cluster's address file to attach to
+    try:
+        connect("ray", lambda: {"mobexport/local:testhost": 1})
+        assert advertised_devices() == {"local:testhost": [ray.get_runtime_context().get_node_id()]}
+    finally:
+        ray.shutdown()
+        shutil.rmtree(short, ignore_errors=True)
