@@ -20,12 +20,21 @@ def parser() -> argparse.ArgumentParser:
                        epilog="example: mobexport devices --json")
     p.add_argument("--adb", type=existing_file, help="adb executable to use (default: the first 'adb' on PATH)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--ray-resources", action="store_true",
+                   help="print the 'ray start --resources' line that advertises this host's devices to a Ray cluster")
+    p.add_argument("--cluster", metavar="ADDRESS", help="list the devices of every node of this Ray cluster")
     add_verbosity_options(p)
     return p
 
 
 def main(argv: Sequence[str]) -> int:
     args = parser().parse_args(list(argv))
+    if args.ray_resources or args.cluster:  # Ray is imported only for these
+        from mobexport.benchmarks.cluster import cli as cluster_cli
+
+        if args.cluster:
+            return cluster_cli.print_cluster_devices(args.cluster, args.json)
+        return cluster_cli.print_ray_resources(args.adb, args.json)
     rows = survey(DeviceOptions(adb=args.adb))
     console = stdout_console()
     if args.json:

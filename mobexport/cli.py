@@ -225,6 +225,8 @@ COMMANDS: dict[str, Command] = {
                        "mobexport devices", _lazy("mobexport.devices.cli:main")),
     "bench": Command("resolution sweeps on a device: latency curves, summary and plots",
                      "mobexport bench --suite smoke --out bench-out", _lazy("mobexport.benchmarks.sweep.cli:main")),
+    "cluster": Command("join this host to a Ray cluster with its devices as resources (bench --cluster)",
+                       "mobexport cluster node --address HEAD:6379", _lazy("mobexport.benchmarks.cluster.cli:main")),
     "regress": Command("check benchmark results against a baseline for latency regressions",
                        "mobexport regress --baseline base.json --results bench-out/results.jsonl",
                        _lazy("mobexport.benchmarks.regress.cli:main")),

@@ -89,6 +89,12 @@ def parser() -> argparse.ArgumentParser:
     where.add_argument("--case-timeout", type=positive_float, default=1800.0, help="seconds before a case counts as hung (default: 1800)")
     where.add_argument("--export-jobs", type=positive_int, default=1, metavar="N",
                        help="export N cases at once in worker processes; nothing is timed meanwhile (default: 1)")
+    where.add_argument("--cluster", metavar="ray[://HOST:PORT]|HOST:PORT",
+                       help="run the sweep on a Ray cluster: exports on its CPUs, each case on the node owning its "
+                            "device; --device then lists devices, e.g. adb:SERIAL,local:HOST (docs/benchmarking.md)")
+    where.add_argument("--artifact-store", type=writable_dir, metavar="DIR",
+                       help="shared directory of content-addressed exports, reused by every run and host "
+                            "(default: the export cache of each host)")
     where.add_argument("--seed", type=nonneg_int, default=0, help="seed of the case order shuffle (default: 0)")
     where.add_argument("--no-shuffle", action="store_true", help="measure cases in the listed order")
     android = p.add_argument_group("Android (adb)")
@@ -159,6 +165,15 @@ def settings_from(args: argparse.Namespace) -> tuple[SweepPlan, MeasurePolicy, D
                      seed=None if args.no_shuffle else args.seed)
     title = f"mobexport bench: suite {suite['name']}" if suite else "mobexport bench"
     return plan, policy, options, device_spec, title
+
+
+def store_prepare(store: Path | None):
+    """The sweep's prepare step, with ``--artifact-store`` as its export cache when given (picklable)."""
+    from functools import partial
+
+    from .artifacts import prepare
+
+    return prepare if store is None else partial(prepare, cache_dir=store)
 
 
 SUMMARY_NAME, CSV_NAME = "summary.md", "curves.csv"
@@ -293,6 +308,10 @@ def main(argv: Sequence[str]) -> int:
     plan, policy, options, device_spec, title = settings_from(args)
     if args.export_jobs < 1:
         raise BenchmarkError(f"--export-jobs must be at least 1, not {args.export_jobs}", "pass --export-jobs 1 or more")
+    if args.cluster:  # Ray is imported only here
+        from ..cluster.bench import run_on_cluster
+
+        return run_on_cluster(args.cluster, plan, policy, options, device_spec, title, args.out, args.artifact_store)
     device = get_device(device_spec, options)
     device.require()
     plan.device = device.name
@@ -315,7 +334,8 @@ def main(argv: Sequence[str]) -> int:
         earlier = earlier_outputs(out_dir)
         with device:
             try:
-                outcome = run_sweep(plan, device, out_dir, policy, console=err_console, export_jobs=args.export_jobs)
+                outcome = run_sweep(plan, device, out_dir, policy, console=err_console, export_jobs=args.export_jobs,
+                                    prepare_case=store_prepare(args.artifact_store))
             except MobexportError as exc:  # the device went away: keep and report what was finished
                 stopped = exc
                 outcome = None

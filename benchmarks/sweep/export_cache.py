@@ -8,6 +8,9 @@ made of all of that:
 * the case: model, target, static resolution, passes, quantization;
 * the export options (target options, parity samples...), as ExportConfig holds them;
 * the checkpoint's sha256 (or "random-init");
+* the model's source when it is not a zoo model: the sha256 of the ``file.py``
+  or ``.pt2`` the model reference names, or of the module of a ``pkg.mod:factory``
+  (zoo models are covered by the source fingerprint below);
 * mobexport's version and a fingerprint of its source files (an edited pass
   under an unchanged version number must not serve a stale artifact);
 * the versions of the packages that export (torch, onnx, onnxruntime,
@@ -93,6 +96,29 @@ def checkpoint_hash(config: ExportConfig) -> str:
     return "random-init" if config.checkpoint is None else sha256_tree(Path(config.checkpoint))
 
 
+def model_source_hash(model: str) -> str:
+    """sha256 of the file a model reference is defined in; "zoo" for a zoo name (see the source fingerprint).
+
+    ``file.py:factory`` and ``x.pt2`` name files; ``pkg.mod:factory`` a module, found without importing it.
+    A reference whose file cannot be found hashes as its text: the export itself will report it.
+    """
+    location, sep, _ = model.partition(":")
+    candidate = Path(location if sep else model)
+    if candidate.suffix in (".py", ".pt2") and candidate.is_file():
+        return sha256_tree(candidate)
+    if sep and candidate.suffix != ".py":
+        import importlib.util
+
+        try:
+            spec = importlib.util.find_spec(location)
+        except (ImportError, ValueError):
+            spec = None
+        if spec is not None and spec.origin and Path(spec.origin).is_file():
+            return sha256_tree(Path(spec.origin))
+        return f"unresolved:{model}"
+    return "zoo"
+
+
 def cacheable(config: ExportConfig) -> bool:
     """Whether everything that decides ``config``'s export is in its key (calibration images are not)."""
     return config.calib_dir is None
@@ -106,6 +132,7 @@ def cache_key(config: ExportConfig) -> str:
     facts = {
         "options": options,
         "checkpoint_sha256": checkpoint_hash(config),
+        "model_source": model_source_hash(config.model),
         "mobexport_version": __version__,
         "mobexport_source": source_fingerprint(),
         "packages": package_versions(),

@@ -11,7 +11,7 @@ import pytest
 from mobexport.cli import COMMANDS, MAIN_EXAMPLE, main, main_parser
 from mobexport.errors import EXIT_STATUSES
 
-EXPECTED_COMMANDS = ["export", "list", "inspect", "devices", "bench", "regress", "profile", "passes", "train-fixture"]
+EXPECTED_COMMANDS = ["export", "list", "inspect", "devices", "bench", "cluster", "regress", "profile", "passes", "train-fixture"]
 
 
 def python(*args, **kwargs):
