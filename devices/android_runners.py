@@ -16,8 +16,7 @@
   phase's mean as one sample, its min/max/std in a note.
 
 A binary must match the phone's ABI: its ELF header is checked before it is
-pushed. A script (``#!``) is accepted as is; that is how the test suite's
-host-side stand-ins run through the fake adb.
+pushed. A script (``#!``) is accepted as is (a runner wrapped in a shell script).
 """
 
 from __future__ import annotations
@@ -92,6 +91,7 @@ class AndroidRunner(ABC):
     flag: str             # the CLI option giving its host path
     env: str              # the environment variable giving its host path
     description: str
+    writes_result_file = False   # True: per-run times are in result.txt, read after the run
 
     @abstractmethod
     def argv(self, model: str, executions: int, threads: int, result_file: str) -> list[str]:
@@ -139,6 +139,7 @@ class OrtPerfTest(AndroidRunner):
     flag = "--ort-perf-test"
     env = "MOBEXPORT_ORT_PERF_TEST"
     description = "ONNX Runtime onnxruntime_perf_test"
+    writes_result_file = True
 
     def argv(self, model: str, executions: int, threads: int, result_file: str) -> list[str]:
         argv = [f"./{self.binary}", "-e", "cpu", "-m", "times", "-r", str(executions), "-I"]
