@@ -80,7 +80,10 @@ def parser() -> argparse.ArgumentParser:
     what.add_argument("--batch", type=positive_int, help="batch size (default: 1)")
     where = p.add_argument_group("where and how")
     where.add_argument("--device", help="local, cuda, adb[:SERIAL] or macos[:UNITS] (default: local)")
-    where.add_argument("--threads", type=nonneg_int, help="runtime intra-op threads, 0 = runtime default (default: 0)")
+    where.add_argument("--threads", type=csv_of(nonneg_int),
+                       help="runtime intra-op threads, 0 = runtime default; a list such as 1,4 is an axis of the sweep "
+                            "(on a phone: up to its big-core count pinned to the big cores, more to all cores) "
+                            "(default: 0)")
     where.add_argument("--cpus", type=csv_of(nonneg_int), help="local: pin each case to these CPUs, e.g. 0,1")
     where.add_argument("--min-time", type=positive_float, help="seconds of measured inference per case (default: 2)")
     where.add_argument("--min-iters", type=positive_int, help="at least this many samples per case (default: 10)")
@@ -155,7 +158,7 @@ def settings_from(args: argparse.Namespace) -> tuple[SweepPlan, MeasurePolicy, D
                      quantize=_pick(args.quantize, suite, "quantize", DEFAULTS["quantize"]),
                      passes=_pick(args.passes, suite, "passes", DEFAULTS["passes"]),
                      batch=int(_pick(args.batch, suite, "batch", DEFAULTS["batch"])),
-                     threads=int(_pick(args.threads, suite, "threads", DEFAULTS["threads"])),
+                     threads=_pick(args.threads, suite, "threads", DEFAULTS["threads"]),
                      seed=None if args.no_shuffle else args.seed)
     title = f"mobexport bench: suite {suite['name']}" if suite else "mobexport bench"
     return plan, policy, options, device_spec, title

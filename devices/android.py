@@ -12,7 +12,9 @@ Per case:
    ``poll_s``, giving up after ``max_wait_s`` and saying so in the record);
 3. a short probe run estimates the per-inference time; the measuring policy
    turns it into warmup + timed executions (:meth:`MeasurePolicy.counts_for`);
-4. the measured run is pinned with ``taskset`` to the big cores and wrapped in
+4. the measured run is pinned with ``taskset`` to the big cores (to every core
+   when ``threads`` exceeds the big-core count: the threads axis compares
+   big-core-only against all-core runs) and wrapped in
    toybox ``time -v``, whose ``Max RSS`` is the runner's peak RSS (VmHWM);
 5. the first ``warmup`` per-execution times are dropped, governor and
    temperatures recorded, the artifact removed.
@@ -340,6 +342,13 @@ class AndroidDevice(Device):
             "cooldown_threshold_c": policy.threshold_c,
         }
 
+    def cores_for(self, threads: int) -> list[int]:
+        """The big cores, or every core when more threads are asked for than there are big cores."""
+        big = self.probe()["big_cores"]
+        if threads > len(big):
+            return [c.index for c in self.probe()["cores"]]
+        return big
+
     def run_once(self, runner: AndroidRunner, remote_model: str, executions: int, threads: int,
                  mask: str) -> tuple[RunnerOutput, int]:
         argv = runner.argv(remote_model, executions, threads, "result.txt")
@@ -373,7 +382,8 @@ class AndroidDevice(Device):
         adb.push(artifact, remote)
         try:
             conditions = self.cool_down()
-            mask = cpu_mask(self.probe()["big_cores"])
+            cores = self.cores_for(job.threads)
+            mask = cpu_mask(cores)
             probe, _ = self.run_once(runner, remote, max(2, job.policy.min_warmup + 1), job.threads, mask)
             estimate = statistics.median(probe.samples_s[1:] or probe.samples_s)  # the first one is cold
             warmup, iters = job.policy.counts_for(estimate)
@@ -383,7 +393,7 @@ class AndroidDevice(Device):
             else:
                 samples, warmup = output.samples_s, 0
             conditions.update(
-                affinity=self.probe()["big_cores"],
+                affinity=cores,
                 taskset_mask=mask,
                 governor=self.governors(),
                 temperature_c_end=cpu_temperature(self.temperatures()),

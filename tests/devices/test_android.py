@@ -332,3 +332,13 @@ def test_executor_runner_runs_a_real_program(phone, runners, tmp_path):
         m = d.measure(CaseJob(kind="executorch", model="tiny", resolution=32, artifact_path=pte, policy=QUICK))
     assert len(m.samples_s) >= QUICK.min_iters and m.init_s > 0 and m.peak_memory_bytes > 0
     assert phone.sandbox.taskset_masks == ["1f0", "1f0"]
+
+
+def test_threads_beyond_the_big_cores_use_every_core(phone, runners, model):
+    with device(runners) as d:
+        big = d.measure(job(model, threads=4))
+        every = d.measure(job(model, threads=9))
+    assert big.conditions["taskset_mask"] == "1f0" and big.conditions["affinity"] == [4, 5, 6, 7, 8]
+    assert every.conditions["taskset_mask"] == "1ff" and every.conditions["affinity"] == list(range(9))
+    runs = [cmd for cmd in phone.sandbox.commands if "time -v" in cmd]
+    assert "-x 4" in runs[-3] and "-x 9" in runs[-1]
