@@ -84,6 +84,11 @@ def parser() -> argparse.ArgumentParser:
                        help="runtime intra-op threads, 0 = runtime default; a list such as 1,4 is an axis of the sweep "
                             "(on a phone: up to its big-core count pinned to the big cores, more to all cores) "
                             "(default: 0)")
+    where.add_argument("--sustained", metavar="DURATION",
+                       help="time the one case continuously for DURATION (10m, 90s) on a phone: per-minute medians, "
+                            "temperatures, core clocks, throttling ratio and a plot (sustained.*)")
+    where.add_argument("--sustained-bucket", metavar="DURATION",
+                       help="length of the sustained run's buckets (default: 1m)")
     where.add_argument("--cpus", type=csv_of(nonneg_int), help="local: pin each case to these CPUs, e.g. 0,1")
     where.add_argument("--min-time", type=positive_float, help="seconds of measured inference per case (default: 2)")
     where.add_argument("--min-iters", type=positive_int, help="at least this many samples per case (default: 10)")
@@ -286,6 +291,14 @@ def sigterm_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
+def _made(out_dir: Path) -> Path:
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputDirError(f"cannot create '{out_dir}' ({exc.strerror or exc})", "choose another --out") from None
+    return out_dir
+
+
 def main(argv: Sequence[str]) -> int:
     args = parser().parse_args(list(argv))
     console = stdout_console()  # wide when piped: one line per table row
@@ -294,6 +307,14 @@ def main(argv: Sequence[str]) -> int:
             console.print(f"[bold]{name}[/]: {description}", highlight=False)
         return 0
     plan, policy, options, device_spec, title = settings_from(args)
+    if args.sustained or args.sustained_bucket:
+        from mobexport.devices.android_sustained import parse_duration
+
+        if not args.sustained:
+            raise BenchmarkError("--sustained-bucket without --sustained", "add --sustained DURATION, e.g. 10m")
+        parse_duration(args.sustained)
+        if args.sustained_bucket:
+            parse_duration(args.sustained_bucket, "--sustained-bucket")
     if args.export_jobs < 1:
         raise BenchmarkError(f"--export-jobs must be at least 1, not {args.export_jobs}", "pass --export-jobs 1 or more")
     device = get_device(device_spec, options)
@@ -309,6 +330,12 @@ def main(argv: Sequence[str]) -> int:
 
     err_console = stderr_console()
     out_dir: Path = args.out
+    if args.sustained:
+        from .sustained_report import run_sustained_bench
+
+        with locked_out_dir(_made(out_dir)), sigterm_as_interrupt(), device:
+            return run_sustained_bench(plan, policy, device, out_dir, args.sustained, args.sustained_bucket,
+                                       console, err_console)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -31,9 +31,10 @@ import re
 import shlex
 import statistics
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from mobexport import __version__
 from mobexport.errors import DeviceError
@@ -371,7 +372,9 @@ class AndroidDevice(Device):
             raise CaseFailed(str(exc)) from None
         return output, hwm_kb * 1024
 
-    def measure(self, job: CaseJob) -> Measurement:
+    @contextmanager
+    def pushed_artifact(self, job: CaseJob) -> Iterator[tuple[AndroidRunner, str]]:
+        """Push the runner (once) and the case's artifact; the artifact is removed again afterwards."""
         if job.artifact_path is None or not Path(job.artifact_path).is_file():
             raise CaseFailed(f"artifact '{job.artifact_path}' is missing or not a single file")
         self.check_batch(job.batch)
@@ -381,11 +384,28 @@ class AndroidDevice(Device):
         remote = f"{DEVICE_DIR}/{job.model}-{job.resolution}{artifact.suffix}"
         adb.push(artifact, remote)
         try:
+            yield runner, remote
+        finally:
+            try:
+                adb.shell(f"rm -f {shlex.quote(remote)}")
+            except DeviceError:
+                pass  # disconnected: the error that got us here is the one to report
+
+    def estimate(self, runner: AndroidRunner, remote: str, job: CaseJob, mask: str) -> float:
+        """Seconds per inference from a short probe run (its first, cold execution left out)."""
+        probe, _ = self.run_once(runner, remote, max(2, job.policy.min_warmup + 1), job.threads, mask)
+        return statistics.median(probe.samples_s[1:] or probe.samples_s)
+
+    def tool_versions(self, runner: AndroidRunner, kind: str) -> dict:
+        return {"mobexport": __version__, "adb": self.probe()["adb_version"],
+                runner.binary: f"sha256:{self._pushed[kind][:16]}"}
+
+    def measure(self, job: CaseJob) -> Measurement:
+        with self.pushed_artifact(job) as (runner, remote):
             conditions = self.cool_down()
             cores = self.cores_for(job.threads)
             mask = cpu_mask(cores)
-            probe, _ = self.run_once(runner, remote, max(2, job.policy.min_warmup + 1), job.threads, mask)
-            estimate = statistics.median(probe.samples_s[1:] or probe.samples_s)  # the first one is cold
+            estimate = self.estimate(runner, remote, job, mask)
             warmup, iters = job.policy.counts_for(estimate)
             output, vmhwm = self.run_once(runner, remote, warmup + iters, job.threads, mask)
             if output.per_iteration:
@@ -407,14 +427,8 @@ class AndroidDevice(Device):
                 init_s=output.init_s,
                 peak_memory_bytes=vmhwm or output.reported_peak_bytes,
                 conditions=conditions,
-                tool_versions={"mobexport": __version__, "adb": self.probe()["adb_version"],
-                               runner.binary: f"sha256:{self._pushed[job.kind][:16]}"},
+                tool_versions=self.tool_versions(runner, job.kind),
             )
-        finally:
-            try:
-                adb.shell(f"rm -f {shlex.quote(remote)}")
-            except DeviceError:
-                pass  # disconnected: the error that got us here is the one to report
 
     def close(self) -> None:
         if self._adb is not None and self._dir_made:

@@ -32,6 +32,7 @@ class PhoneSpec:
     props: dict = field(default_factory=dict)
     sys_tree: Path | None = None
     thermal_trace: dict = field(default_factory=dict)      # zone -> [millidegrees per read], the last repeats
+    traces: dict = field(default_factory=dict)             # any /sys file path -> [value per read], the last repeats
     cpuinfo: str = ""
     disconnect_on_run: int | None = None                   # hang up when the N-th runner starts
     locked: bool = False                                   # never accepts the client's key: 'unauthorized'
@@ -90,11 +91,14 @@ class Sandbox:
         if not host.is_file():
             raise SandboxError(f"{device_path}: No such file or directory")
         zone = self._thermal_zone(host)
-        if zone is not None and zone in self.spec.thermal_trace:
+        key, trace = (zone, self.spec.thermal_trace.get(zone)) if zone is not None else (None, None)
+        if trace is None:
+            key = self.device_path(host)
+            trace = self.spec.traces.get(key)
+        if trace:
             with self.lock:
-                index = self.thermal_reads.get(zone, 0)
-                self.thermal_reads[zone] = index + 1
-                trace = self.spec.thermal_trace[zone]
+                index = self.thermal_reads.get(key, 0)
+                self.thermal_reads[key] = index + 1
                 host.write_text(f"{trace[min(index, len(trace) - 1)]}\n")
         return host.read_bytes()
 
