@@ -351,8 +351,8 @@ class AndroidDevice(Device):
         return big
 
     def run_once(self, runner: AndroidRunner, remote_model: str, executions: int, threads: int,
-                 mask: str) -> tuple[RunnerOutput, int]:
-        argv = runner.argv(remote_model, executions, threads, "result.txt")
+                 mask: str, extra_args: list[str] | None = None) -> tuple[RunnerOutput, int]:
+        argv = runner.argv(remote_model, executions, threads, "result.txt", extra_args or [])
         adb = self.connect()
         try:
             result = adb.shell(measured_run_command(argv, mask), timeout=self.timeout_s)

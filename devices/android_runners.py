@@ -94,8 +94,9 @@ class AndroidRunner(ABC):
     writes_result_file = False   # True: per-run times are in result.txt, read after the run
 
     @abstractmethod
-    def argv(self, model: str, executions: int, threads: int, result_file: str) -> list[str]:
-        """The command line, relative to the runner's directory on the device."""
+    def argv(self, model: str, executions: int, threads: int, result_file: str,
+             extra: list[str] | tuple = ()) -> list[str]:
+        """The command line, relative to the runner's directory on the device; ``extra``: more of its options."""
 
     @abstractmethod
     def parse(self, log: str, result_text: str, executions: int) -> RunnerOutput:
@@ -112,11 +113,12 @@ class ExecutorRunner(AndroidRunner):
     env = "MOBEXPORT_EXECUTOR_RUNNER"
     description = "ExecuTorch executor_runner"
 
-    def argv(self, model: str, executions: int, threads: int, result_file: str) -> list[str]:
+    def argv(self, model: str, executions: int, threads: int, result_file: str,
+             extra: list[str] | tuple = ()) -> list[str]:
         argv = [f"./{self.binary}", f"--model_path={model}", f"--num_executions={executions}"]
         if threads > 0:
             argv.append(f"--cpu_threads={threads}")
-        return argv
+        return argv + list(extra)
 
     def parse(self, log: str, result_text: str, executions: int) -> RunnerOutput:
         total = re.search(rf"Model executed successfully (\d+) time\(s\) in {_FLOAT} ms", log)
@@ -141,11 +143,18 @@ class OrtPerfTest(AndroidRunner):
     description = "ONNX Runtime onnxruntime_perf_test"
     writes_result_file = True
 
-    def argv(self, model: str, executions: int, threads: int, result_file: str) -> list[str]:
-        argv = [f"./{self.binary}", "-e", "cpu", "-m", "times", "-r", str(executions), "-I"]
+    def argv(self, model: str, executions: int, threads: int, result_file: str,
+             extra: list[str] | tuple = ()) -> list[str]:
+        extra = list(extra)
+        ep = "cpu"
+        if "-e" in extra:                                   # an execution provider chosen by the caller
+            at = extra.index("-e")
+            ep = extra[at + 1]
+            del extra[at:at + 2]
+        argv = [f"./{self.binary}", "-e", ep, "-m", "times", "-r", str(executions), "-I"]
         if threads > 0:
             argv += ["-x", str(threads)]
-        return argv + [model, result_file]
+        return argv + extra + [model, result_file]
 
     def parse(self, log: str, result_text: str, executions: int) -> RunnerOutput:
         samples = []
@@ -175,13 +184,14 @@ class BenchmarkModel(AndroidRunner):
     env = "MOBEXPORT_BENCHMARK_MODEL"
     description = "LiteRT benchmark_model"
 
-    def argv(self, model: str, executions: int, threads: int, result_file: str) -> list[str]:
+    def argv(self, model: str, executions: int, threads: int, result_file: str,
+             extra: list[str] | tuple = ()) -> list[str]:
         # One untimed warm-up run: the harness runs its own warm-up executions and counts them in ``executions``.
         argv = [f"./{self.binary}", f"--graph={model}", "--warmup_runs=1", f"--num_runs={executions}",
                 "--min_secs=0", "--warmup_min_secs=0", "--use_xnnpack=true"]
         if threads > 0:
             argv.append(f"--num_threads={threads}")
-        return argv
+        return argv + list(extra)
 
     def parse(self, log: str, result_text: str, executions: int) -> RunnerOutput:
         phases = list(re.finditer(rf"count=(\d+) first={_FLOAT} curr={_FLOAT} min={_FLOAT} max={_FLOAT} "
