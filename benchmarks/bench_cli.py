@@ -25,6 +25,7 @@ from rich.console import Console
 
 from mobexport.consoles import stderr_console, stdout_console
 from mobexport.devices.android import CoolingPolicy
+from mobexport.devices.android_runners import ORT_EXECUTION_PROVIDERS
 from mobexport.devices.device import EAGER, WHERE_IT_RUNS
 from mobexport.devices.measure import MeasurePolicy
 from mobexport.devices.registry import DeviceOptions, get_device
@@ -102,6 +103,8 @@ def parser() -> argparse.ArgumentParser:
     android = p.add_argument_group("Android (adb)")
     android.add_argument("--adb", type=existing_file, help="adb executable (default: 'adb' on PATH)")
     android.add_argument("--executor-runner", type=existing_file, help="ExecuTorch executor_runner built for the phone")
+    android.add_argument("--ep", choices=ORT_EXECUTION_PROVIDERS,
+                       help="phone: ONNX Runtime execution provider for onnxruntime_perf_test (default: cpu)")
     android.add_argument("--ort-perf-test", type=existing_file, help="onnxruntime_perf_test built for the phone")
     android.add_argument("--benchmark-model", type=existing_file, help="LiteRT benchmark_model built for the phone")
     android.add_argument("--cooldown-c", type=positive_float, help="wait between cases until the CPU is below this (default: 42)")
@@ -145,6 +148,7 @@ def settings_from(args: argparse.Namespace) -> tuple[SweepPlan, MeasurePolicy, D
     cool = CoolingPolicy()
     options = DeviceOptions(
         cpus=_pick(args.cpus, suite, "cpus"),
+        ort_ep=args.ep or "cpu",
         adb=args.adb or (Path(a["adb"]) if "adb" in a else None),
         runners={k: v for k, v in {
             "executorch": args.executor_runner or (Path(a["executor_runner"]) if "executor_runner" in a else None),

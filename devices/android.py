@@ -38,9 +38,11 @@ from typing import Callable, Iterator
 
 from mobexport import __version__
 from mobexport.errors import DeviceError
+from mobexport.export.executorch_backends import DELEGATES, cannot_run_here
 
 from .adb_client import Adb, AdbTimeout, AttachedDevice, find_adb
-from .android_runners import RUNNERS, AndroidRunner, RunnerOutput, check_binary
+from .android_runners import (ORT_EP_BUILD_FLAGS, RUNNERS, AndroidRunner, RunnerOutput, check_binary,
+                              missing_execution_provider)
 from .device import Availability, CaseFailed, CaseJob, Device, Measurement
 
 DEVICE_DIR = "/data/local/tmp/mobexport"
@@ -169,7 +171,7 @@ class AndroidDevice(Device):
 
     def __init__(self, serial: str | None = None, adb: str | os.PathLike | None = None,
                  runners: dict[str, Path] | None = None, cooling: CoolingPolicy | None = None,
-                 sleep: Callable[[float], None] = time.sleep, timeout_s: float = 1800.0):
+                 sleep: Callable[[float], None] = time.sleep, timeout_s: float = 1800.0, ort_ep: str = "cpu"):
         self.requested_serial = serial
         self.adb_path = adb
         self.runner_paths = {kind: Path(p) for kind, p in (runners or {}).items() if p}
@@ -179,6 +181,7 @@ class AndroidDevice(Device):
         self.cooling = cooling or CoolingPolicy()
         self.sleep = sleep
         self.timeout_s = timeout_s
+        self.ort_ep = ort_ep
         self._adb: Adb | None = None
         self._probe: dict | None = None
         self._pushed: dict[str, str] = {}
@@ -352,7 +355,10 @@ class AndroidDevice(Device):
 
     def run_once(self, runner: AndroidRunner, remote_model: str, executions: int, threads: int,
                  mask: str, extra_args: list[str] | None = None) -> tuple[RunnerOutput, int]:
-        argv = runner.argv(remote_model, executions, threads, "result.txt", extra_args or [])
+        extra = list(extra_args or [])
+        if runner.kind == "onnx" and self.ort_ep != "cpu":
+            extra = ["-e", self.ort_ep, *extra]
+        argv = runner.argv(remote_model, executions, threads, "result.txt", extra)
         adb = self.connect()
         try:
             result = adb.shell(measured_run_command(argv, mask), timeout=self.timeout_s)
@@ -362,6 +368,16 @@ class AndroidDevice(Device):
         # stdout then stderr (where time -v reports); a shell-v1 phone has merged them already.
         log, hwm_kb = split_time_output(result.stdout + result.stderr)
         if result.returncode != 0:
+            unregistered = re.search(r"Backend (\w+) is not registered", log) if runner.kind == "executorch" else None
+            delegate = next((b for b, d in DELEGATES.items() if unregistered and d[2] == unregistered.group(1)), None)
+            if delegate:
+                raise cannot_run_here(delegate, f"the executor_runner on {self.name}")
+            missing = missing_execution_provider(log) if runner.kind == "onnx" else None
+            if missing:
+                raise DeviceError(f"cannot run here: the onnxruntime_perf_test on {self.name} has no "
+                                  f"{missing.upper()} execution provider",
+                                  f"needs a build with {ORT_EP_BUILD_FLAGS.get(missing, '--use_' + missing)} "
+                                  f"(and a phone that has the engine); or use --ep cpu")
             lines = [line for line in log.strip().splitlines() if line.strip()]
             raise CaseFailed(f"{runner.binary} exited with status {result.returncode}"
                              + (f": {lines[-1][:300]}" if lines else ""))
@@ -400,7 +416,14 @@ class AndroidDevice(Device):
         return {"mobexport": __version__, "adb": self.probe()["adb_version"],
                 runner.binary: f"sha256:{self._pushed[kind][:16]}"}
 
+    def check_delegate(self, job: CaseJob) -> None:
+        """A Core ML-delegated program cannot run on Android at all: say so before pushing anything."""
+        backend = ((job.manifest or {}).get("target_details") or {}).get("backend")
+        if job.kind == "executorch" and backend == "coreml":
+            raise cannot_run_here("coreml", self.name)
+
     def measure(self, job: CaseJob) -> Measurement:
+        self.check_delegate(job)
         with self.pushed_artifact(job) as (runner, remote):
             conditions = self.cool_down()
             cores = self.cores_for(job.threads)
@@ -420,6 +443,7 @@ class AndroidDevice(Device):
                 peak_memory="runner process VmHWM (whole process)" if vmhwm else "runner-reported peak working set",
                 probe_estimate_s=estimate,
                 notes=output.notes,
+                **({"ort_execution_provider": self.ort_ep} if runner.kind == "onnx" else {}),
             )
             return Measurement(
                 samples_s=samples,

@@ -211,4 +211,16 @@ class BenchmarkModel(AndroidRunner):
                                    f"ms, std {float(timed.group(7)) / 1000:.3f} ms)"])
 
 
+# onnxruntime_perf_test -e NAME: the Android-relevant execution providers, and the build flag each needs.
+ORT_EXECUTION_PROVIDERS = ("cpu", "xnnpack", "nnapi", "qnn")
+ORT_EP_BUILD_FLAGS = {"xnnpack": "--use_xnnpack", "nnapi": "--use_nnapi", "qnn": "--use_qnn"}
+_EP_MISSING = re.compile(r"(\w+) is not supported in this build", re.IGNORECASE)
+
+
+def missing_execution_provider(log: str) -> str | None:
+    """The EP name when onnxruntime_perf_test says its build lacks it, else None."""
+    match = _EP_MISSING.search(log)
+    return match.group(1).lower() if match else None
+
+
 RUNNERS: dict[str, AndroidRunner] = {r.kind: r for r in (ExecutorRunner(), OrtPerfTest(), BenchmarkModel())}

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mobexport.export.executorch_backends import DELEGATES, cannot_run_here, runtime_backend
 from mobexport.errors import DeviceError
 
 from .input_shapes import AcceptedInputs
@@ -49,8 +50,10 @@ class ExecuTorchRunner(Runner):
         if not self.path.is_file():
             raise DeviceError(f"no ExecuTorch program at '{self.path}'", "export one with --target executorch")
         runtime = Runtime.get()
-        needed = _DELEGATE_BACKENDS.get(self.backend or "")
+        needed = _DELEGATE_BACKENDS.get(self.backend or "") or runtime_backend(self.backend)
         if needed and not runtime.backend_registry.is_available(needed):
+            if self.backend in DELEGATES:
+                raise cannot_run_here(self.backend, "this host")
             raise DeviceError(f"this ExecuTorch runtime has no {needed}",
                               "reinstall executorch from pip, or export with --backend portable")
         if self.threads > 0:

@@ -29,10 +29,11 @@ from mobexport.devices.input_shapes import AcceptedInputs
 from mobexport.errors import DeviceError, ExportError, TargetOptionError
 
 from .delegation import delegation_coverage, partitioner_reasons
+from .executorch_backends import DELEGATES, delegate_available_here, partitioner_for, runtime_backend
 from .target import Lowered, Target
 from .trace import TracedProgram, example_input
 
-BACKENDS = ("xnnpack", "portable")
+BACKENDS = ("xnnpack", "portable", *DELEGATES)
 log = logging.getLogger(__name__)
 
 
@@ -53,6 +54,13 @@ class ExecuTorchTarget(Target):
                 f"--precision {options['precision']} is not supported by the executorch target (it exports fp32)",
                 "drop --precision; for a smaller, faster program use --quantize int8",
             )
+
+    def can_run_here_for(self, config: ExportConfig) -> tuple[bool, str]:
+        backend = config.target_options.get("backend") or "xnnpack"
+        if backend in DELEGATES and not delegate_available_here(backend):
+            return False, f"this host's ExecuTorch runtime has no {runtime_backend(backend)}; running the program " \
+                          f"needs {DELEGATES[backend][3]}"
+        return self.can_run_here()
 
     def lower(self, traced: TracedProgram, config: ExportConfig, out_dir: Path) -> Lowered:
         backend = config.target_options.get("backend") or "xnnpack"
@@ -111,6 +119,8 @@ def lower_program(program, backend: str, constants: dict[str, int] | None = None
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
 
         partitioners.append(XnnpackPartitioner())
+    elif backend in DELEGATES:
+        partitioners.append(partitioner_for(backend))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with partitioner_reasons() as reasons:

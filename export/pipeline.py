@@ -123,7 +123,7 @@ def _export_model(config: ExportConfig, on_step: StepCallback | None) -> Artifac
 
         tolerance = tolerance_for(target, config)
         resolutions = [resolution] + [r for r in [second_resolution(traced)] if r]
-        runnable, why_not = target.can_run_here()
+        runnable, why_not = target.can_run_here_for(config)
         reports: list[parity.ParityReport] = []
         started = time.perf_counter()
         if runnable:

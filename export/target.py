@@ -78,6 +78,10 @@ class Target(ABC):
         """Whether this host can execute the artifact (for parity); reason if not."""
         return True, ""
 
+    def can_run_here_for(self, config: ExportConfig) -> tuple[bool, str]:
+        """:meth:`can_run_here` for one export's options (a delegate this host's runtime lacks, say)."""
+        return self.can_run_here()
+
     def status_here(self) -> tuple[str, str]:
         """(state, what exactly works on this host) for ``mobexport list``: "ready", "partial" or "missing"."""
         gap = self.missing()

@@ -119,8 +119,9 @@ def export_parser() -> argparse.ArgumentParser:
                           help="calibration images to use (default: 128)")
 
     targets = p.add_argument_group("target options")
-    targets.add_argument("--backend", choices=["xnnpack", "portable"], default="xnnpack",
-                         help="executorch: delegate to XNNPACK (default) or portable kernels only")
+    targets.add_argument("--backend", choices=["xnnpack", "portable", "vulkan", "coreml"], default="xnnpack",
+                         help="executorch: delegate to XNNPACK (default), Vulkan (Android GPU), Core ML (Apple), "
+                              "or portable kernels only")
     targets.add_argument("--precision", choices=["fp16", "fp32"],
                          help="coreml / tensorrt compute precision (default: fp16)")
     targets.add_argument("--deployment-target", default="iOS16",

@@ -26,6 +26,7 @@ def test_ort_profile_from_the_phone(phone, tmp_path):
     assert len(runs) == 1 and "taskset 1f0 time -v ./onnxruntime_perf_test" in runs[0] and "-p ort_profile" in runs[0]
 
 
+@pytest.mark.slow
 def test_etdump_from_the_phone(phone, tmp_path):
     import torch
     from executorch.exir import to_edge
