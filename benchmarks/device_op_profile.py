@@ -30,7 +30,7 @@ def device_profiles(args, work: Path) -> list[dict]:
     profiles = []
     with device:
         for model in args.models:
-            options = {"backend": "xnnpack"} if args.target == "executorch" else {}
+            options = {"backend": "xnnpack", "etrecord": True} if args.target == "executorch" else {}
             artifact = export_model(ExportConfig(model=model, target=args.target, resolution=args.resolution,
                                                  dynamic=False, passes=args.passes, out_dir=work / "artifacts",
                                                  parity_samples=2, target_options=options))

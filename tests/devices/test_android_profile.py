@@ -29,18 +29,22 @@ def test_ort_profile_from_the_phone(phone, tmp_path):
 @pytest.mark.slow
 def test_etdump_from_the_phone(phone, tmp_path):
     import torch
-    from executorch.exir import to_edge
+
+    from mobexport.export.executorch_target import lower_program
 
     module = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
                                  torch.nn.Flatten()).eval()
-    program = to_edge(torch.export.export(module, (torch.randn(1, 3, 16, 16),))).to_executorch()
-    pte = tmp_path / "model.pte"
-    pte.write_bytes(program.buffer)
+    manager, _, _ = lower_program(torch.export.export(module, (torch.randn(1, 3, 16, 16),)), "portable",
+                                  etrecord=True)
+    pte, etrecord = tmp_path / "model.pte", tmp_path / "etrecord.bin"
+    pte.write_bytes(manager.buffer)
+    manager.get_etrecord().save(str(etrecord))
     with AndroidDevice(runners=runner_binaries(tmp_path / "runners"), sleep=lambda s: None) as device:
-        profile = profile_on_device(device, "executorch", pte, "tiny", 16, runs=3, threads=1)
+        profile = profile_on_device(device, "executorch", pte, "tiny", 16, runs=3, threads=1, etrecord=etrecord)
     assert any("convolution" in op for op in profile["ops"]), profile["ops"]
     assert profile["total_ms"] > 0 and profile["target"] == "executorch"
     assert any("--etdump_path=trace.etdp" in c for c in phone.sandbox.commands)
+    assert profile["etrecord"] == str(etrecord)
 
 
 def test_profile_on_a_device_that_is_not_a_phone_is_one_line(capsys, tmp_path):
