@@ -19,8 +19,10 @@ Per case:
 5. the first ``warmup`` per-execution times are dropped, governor and
    temperatures recorded, the artifact removed.
 
-``close()`` removes ``/data/local/tmp/mobexport``. A device that vanishes
-raises :class:`DeviceDisconnectedError`; the sweep keeps finished cases.
+``close()`` removes ``/data/local/tmp/mobexport``. A phone that drops during a
+case and is back within ``reconnect_wait_s`` fails that case only (the sweep
+goes on; the runner is pushed again); one that stays away raises
+:class:`DeviceDisconnectedError` and the sweep stops, keeping finished cases.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from mobexport.export.executorch_backends import DELEGATES, cannot_run_here
 from .adb_client import Adb, AdbTimeout, AttachedDevice, find_adb
 from .android_runners import (ORT_EP_BUILD_FLAGS, RUNNERS, AndroidRunner, RunnerOutput, check_binary,
                               missing_execution_provider)
-from .device import Availability, CaseFailed, CaseJob, Device, Measurement
+from .device import Availability, CaseFailed, CaseJob, Device, DeviceDisconnectedError, Measurement
 
 DEVICE_DIR = "/data/local/tmp/mobexport"
 CPU_ZONE_HINTS = ("cpu", "soc", "tsens", "cluster", "big", "little", "mid", "prime", "apc", "mtktscpu")
@@ -171,7 +173,8 @@ class AndroidDevice(Device):
 
     def __init__(self, serial: str | None = None, adb: str | os.PathLike | None = None,
                  runners: dict[str, Path] | None = None, cooling: CoolingPolicy | None = None,
-                 sleep: Callable[[float], None] = time.sleep, timeout_s: float = 1800.0, ort_ep: str = "cpu"):
+                 sleep: Callable[[float], None] = time.sleep, timeout_s: float = 1800.0, ort_ep: str = "cpu",
+                 reconnect_wait_s: float = 30.0):
         self.requested_serial = serial
         self.adb_path = adb
         self.runner_paths = {kind: Path(p) for kind, p in (runners or {}).items() if p}
@@ -182,6 +185,7 @@ class AndroidDevice(Device):
         self.sleep = sleep
         self.timeout_s = timeout_s
         self.ort_ep = ort_ep
+        self.reconnect_wait_s = reconnect_wait_s
         self._adb: Adb | None = None
         self._probe: dict | None = None
         self._pushed: dict[str, str] = {}
@@ -423,6 +427,34 @@ class AndroidDevice(Device):
             raise cannot_run_here("coreml", self.name)
 
     def measure(self, job: CaseJob) -> Measurement:
+        """Time one case; a phone that drops and comes back within ``reconnect_wait_s`` fails only this case."""
+        try:
+            return self._measure(job)
+        except DeviceDisconnectedError as exc:
+            if not self.wait_for_return():
+                raise
+            raise CaseFailed(f"the phone disconnected during this case and came back ({exc.message})") from None
+
+    def wait_for_return(self) -> bool:
+        """Poll (``adb connect`` for a network serial) until the phone is attached again; False after the wait."""
+        if self._adb is None or self.reconnect_wait_s <= 0:
+            return False
+        adb, deadline = self._adb, time.monotonic() + self.reconnect_wait_s
+        while True:
+            try:
+                if adb.serial and ":" in adb.serial:
+                    Adb(adb.executable).run("connect", adb.serial)
+                if adb.state() == "device":
+                    self._dir_made = False          # it may have rebooted: set the directory up again
+                    self._pushed.clear()
+                    return True
+            except DeviceError:
+                pass
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.5)
+
+    def _measure(self, job: CaseJob) -> Measurement:
         self.check_delegate(job)
         with self.pushed_artifact(job) as (runner, remote):
             conditions = self.cool_down()

@@ -105,7 +105,7 @@ def test_cases_are_shuffled_reproducibly():
 def test_a_phone_that_disconnects_keeps_the_finished_cases(phones, tmp_path):  # noqa: F811
     emulated = phones.add(PhoneSpec.from_fixture(disconnect_on_run=3))   # it hangs up as case 2's probe run starts
     out = tmp_path / "bench"
-    device = AndroidDevice(runners=runner_binaries(tmp_path / "runners"), sleep=lambda s: None)
+    device = AndroidDevice(runners=runner_binaries(tmp_path / "runners"), sleep=lambda s: None, reconnect_wait_s=0)
     device.require()
     with pytest.raises(DeviceDisconnectedError, match="disconnected"):
         with device:

@@ -255,11 +255,22 @@ def test_a_crashing_runner_fails_the_case(phone, runners, model, monkeypatch):
 def test_disconnect_mid_run_is_a_clear_error(phones, runners, model):
     """The phone hangs up when the 3rd runner starts: adb exits 0 with no output, the harness sees the loss."""
     emulated = phones.add(PhoneSpec.from_fixture(disconnect_on_run=3))   # case 1: runs 1, 2; case 2 dies in its probe
-    with device(runners) as d:
+    with device(runners, reconnect_wait_s=1.0) as d:
         d.measure(job(model))
         with pytest.raises(DeviceDisconnectedError, match=f"Android device '{emulated.serial}' disconnected") as info:
             d.measure(job(model))
     assert "finished cases are kept" in info.value.one_line()
+
+
+def test_a_phone_that_drops_and_comes_back_fails_only_that_case(phones, runners, model):
+    emulated = phones.add(PhoneSpec.from_fixture(disconnect_on_run=3, replug_after_s=0.5))
+    with device(runners, reconnect_wait_s=20) as d:
+        first = d.measure(job(model))
+        with pytest.raises(CaseFailed, match="the phone disconnected during this case and came back"):
+            d.measure(job(model))
+        third = d.measure(job(model))                     # the sweep goes on: the runner is pushed again
+    assert first.samples_s and third.samples_s
+    assert emulated.services.count("sync:") == 5           # runner + artifact, artifact, runner + artifact
 
 
 def test_several_devices_need_a_serial(phones, runners):

@@ -35,6 +35,7 @@ class PhoneSpec:
     traces: dict = field(default_factory=dict)             # any /sys file path -> [value per read], the last repeats
     cpuinfo: str = ""
     disconnect_on_run: int | None = None                   # hang up when the N-th runner starts
+    replug_after_s: float | None = None                    # then listen again after this long (None: gone for good)
     locked: bool = False                                   # never accepts the client's key: 'unauthorized'
 
     @classmethod

@@ -7,7 +7,8 @@ close-stdin = 4 from the client are read and ignored), ``shell:CMD`` (v1:
 stdout and stderr merged, no status) and ``sync:``. Anything else is refused.
 
 :meth:`AdbdEmulator.unplug` is the cable pulled out: every connection is
-dropped and the port stops listening, so the adb server cannot reconnect.
+dropped and the port stops listening, so the adb server cannot reconnect
+(until ``replug_after_s`` has passed, when the phone has it).
 """
 
 from __future__ import annotations
@@ -123,6 +124,8 @@ class AdbdEmulator:
             status, result = Shell(self.sandbox, self._running).run(command)
         except HangUp:
             self.unplug()
+            if self.spec.replug_after_s is not None:
+                threading.Timer(self.spec.replug_after_s, self.start).start()
             raise ConnectionClosed("unplugged") from None
         if v2:
             packets = b"".join(shell_packet(ID_STDOUT if channel == 1 else ID_STDERR, data)

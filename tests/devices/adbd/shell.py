@@ -171,7 +171,7 @@ class Shell:
         with self.sandbox.lock:
             self.sandbox.runs += 1
             runs = self.sandbox.runs
-        if self.sandbox.spec.disconnect_on_run and runs >= self.sandbox.spec.disconnect_on_run:
+        if self.sandbox.spec.disconnect_on_run and runs == self.sandbox.spec.disconnect_on_run:
             raise HangUp(f"run {runs}")
         args = [self.to_host_arg(a) for a in argv[1:]]
         env = {k: v for k, v in os.environ.items() if not k.startswith("ANDROID_")}
