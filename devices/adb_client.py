@@ -15,7 +15,9 @@ Debian ``adb`` 29 client and the test suite's adbd emulator):
   server retries, and commands fail with ``error: device offline`` (or
   ``adb: error: failed to get feature set: device offline`` for push/pull);
 * a ``HOST:PORT`` serial is attached with ``adb connect``, which exits 0
-  even when it fails (the text says ``failed to connect``/``cannot connect``).
+  even when it fails (the text says ``failed to connect to '...':
+  Connection refused``, or ``failed to authenticate to ...`` for a phone
+  that has not accepted the key: that one is listed as ``unauthorized``).
 
 Any of those becomes :class:`~mobexport.devices.device.DeviceDisconnectedError`.
 """
@@ -155,7 +157,9 @@ class Adb:
             return False
         proc = self.run("connect", serial)
         text = (proc.stdout + proc.stderr).strip()
-        if proc.returncode != 0 or not re.search(r"^(connected|already connected) to ", text, re.MULTILINE):
+        # 'failed to authenticate': attached but unauthorized; the device listing says so, with its hint.
+        if proc.returncode != 0 or not re.search(r"^(connected|already connected|failed to authenticate) to ", text,
+                                                 re.MULTILINE):
             raise DeviceError(f"cannot connect to Android device '{serial}': {text.splitlines()[-1] if text else proc.returncode}",
                               "is adbd listening there ('adb tcpip 5555' on the phone)?")
         return True

@@ -282,7 +282,9 @@ def test_several_devices_need_a_serial(phones, runners):
 
 def test_unauthorized_phone(phones, runners):
     locked = phones.add(PhoneSpec.from_fixture(locked=True), connect=False)
-    phones.adb("connect", locked.serial)
+    # adb connect exits 0 and says 'failed to authenticate'; the listing then has the phone as unauthorized.
+    with pytest.raises(DeviceError, match=f"'{locked.serial}' is unauthorized.*accept the USB debugging prompt"):
+        device(runners, serial=locked.serial).require()
     with pytest.raises(DeviceError, match="is unauthorized.*accept the USB debugging prompt"):
         device(runners).require()
 
