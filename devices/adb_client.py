@@ -10,7 +10,8 @@ Debian ``adb`` 29 client and the test suite's adbd emulator):
   output (the exit packet never came), so every shell command ends with an
   ``echo`` of a marker and ``$?``: a missing marker is a lost device, and
   the status comes from the marker (which also works with shell protocol v1);
-* ``push``/``pull`` print their errors on stdout, not stderr;
+* ``push``/``pull`` print their errors on stdout, not stderr, and a failed
+  push ends with a ``0 files pushed`` summary line after the error;
 * a TCP device that went away stays listed as ``offline`` while the adb
   server retries, and commands fail with ``error: device offline`` (or
   ``adb: error: failed to get feature set: device offline`` for push/pull);
@@ -138,9 +139,11 @@ class Adb:
     def checked(self, *args: str, timeout: float | None = None) -> str:
         proc = self.run(*args, timeout=timeout)
         if proc.returncode != 0:
-            detail = (proc.stderr or proc.stdout).strip().splitlines()
-            raise DeviceError(f"'adb {' '.join(args)[:120]}' failed: {detail[-1] if detail else proc.returncode}",
-                              "run it by hand to see more")
+            # push/pull put their error on stdout, above a '0 files pushed' summary: the error line is the one to show.
+            lines = [line.strip() for line in (proc.stderr + "\n" + proc.stdout).splitlines() if line.strip()]
+            errors = [line for line in lines if "error:" in line]
+            detail = (errors or lines or [str(proc.returncode)])[0 if errors else -1]
+            raise DeviceError(f"'adb {' '.join(args)[:120]}' failed: {detail[:300]}", "run it by hand to see more")
         return proc.stdout
 
     def version(self) -> str:

@@ -215,13 +215,14 @@ def test_measures_a_case_pinned_to_the_big_cores(phone, runners, model):
     assert phone.services.count("sync:") == 2                                  # runner + artifact pushed
 
 
-def test_works_with_a_phone_without_shell_protocol_v2(phones, runners, model):
+def test_works_with_a_phone_without_shell_protocol_v2(phones, runners):
     """Old adbd (no shell_v2): the client falls back to 'shell:', statuses still come from the echoed marker."""
     emulated = phones.add(features=("cmd",))
     with device(runners) as d:
         assert d.connect().shell("false").returncode == 1 and d.connect().shell("true").returncode == 0
-        m = d.measure(job(model))
-    assert m.samples_s and any(s.startswith("shell:") for s in emulated.services)
+        assert d.info()["big_cores"] == [4, 5, 6, 7, 8]
+        assert d.temperatures()["BIG"] == 35.0
+    assert any(s.startswith("shell:") for s in emulated.services)
     assert not any(s.startswith("shell,v2") for s in emulated.services)
 
 
@@ -349,9 +350,24 @@ def test_executor_runner_runs_a_real_program(phone, runners, tmp_path):
 
 def test_threads_beyond_the_big_cores_use_every_core(phone, runners, model):
     with device(runners) as d:
-        big = d.measure(job(model, threads=4))
+        assert d.cores_for(5) == [4, 5, 6, 7, 8] and d.cores_for(0) == [4, 5, 6, 7, 8]
         every = d.measure(job(model, threads=9))
-    assert big.conditions["taskset_mask"] == "1f0" and big.conditions["affinity"] == [4, 5, 6, 7, 8]
     assert every.conditions["taskset_mask"] == "1ff" and every.conditions["affinity"] == list(range(9))
     runs = [cmd for cmd in phone.sandbox.commands if "time -v" in cmd]
-    assert "-x 4" in runs[-3] and "-x 9" in runs[-1]
+    assert all("taskset 1ff " in cmd and "-x 9" in cmd for cmd in runs)
+
+
+def test_push_and_pull_use_the_sync_service_with_stat_v2(phone, tmp_path):
+    from mobexport.devices.adb_client import Adb
+
+    adb = Adb(ADB, phone.serial)
+    local = tmp_path / "blob.bin"
+    local.write_bytes(bytes(range(256)) * 1000)                       # several DATA chunks
+    adb.push(local, "/data/local/tmp/blob.bin")
+    adb.pull("/data/local/tmp/blob.bin", tmp_path / "back.bin")
+    assert (tmp_path / "back.bin").read_bytes() == local.read_bytes()
+    assert {"STA2", "SEND", "RECV"} <= set(phone.sandbox.sync_requests)
+    with pytest.raises(DeviceError, match="failed to stat remote object '/data/local/tmp/nope'"):
+        adb.pull("/data/local/tmp/nope", tmp_path / "nope")         # the client's error is on stdout
+    with pytest.raises(DeviceError, match="remote couldn't create file"):
+        adb.push(local, "/data/local/tmp/no/such/dir/blob.bin")

@@ -64,6 +64,7 @@ class Sandbox:
         self.thermal_reads: dict[str, int] = {}
         self.commands: list[str] = []            # every shell command line, as received
         self.taskset_masks: list[str] = []
+        self.sync_requests: list[str] = []       # STAT, STA2, SEND, RECV, ... as the client sent them
         self.runs = 0                            # runner binaries started
 
     # -- paths ---------------------------------------------------------------------------------

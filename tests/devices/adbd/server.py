@@ -24,7 +24,7 @@ from .shell import HangUp, Shell
 from .sync import serve_sync
 
 ID_STDOUT, ID_STDERR, ID_EXIT = 1, 2, 3
-FEATURES = ("shell_v2", "cmd")
+FEATURES = ("shell_v2", "cmd", "stat_v2")
 
 
 def shell_packet(kind: int, data: bytes) -> bytes:

@@ -3,7 +3,10 @@
 A request is a 4-byte id and a little-endian uint32 length, then that many
 bytes: ``STAT``/``LIST``/``RECV`` carry a path, ``SEND`` carries
 ``path,mode`` and is followed by ``DATA`` chunks and a ``DONE`` whose length
-field is the mtime; ``QUIT`` ends the session. Replies: ``STAT`` mode, size,
+field is the mtime; ``QUIT`` ends the session. With the ``stat_v2`` feature
+the client asks ``STA2``/``LST2`` instead of ``STAT``: the reply is the full
+stat (error, dev, ino, mode, nlink, uid, gid, size, atime, mtime, ctime) or the
+errno with zeros. Replies: ``STAT`` mode, size,
 mtime (all zero for a missing path); ``DENT`` entries then ``DONE``; ``DATA``
 chunks then ``DONE``; ``OKAY``; ``FAIL`` with a message.
 """
@@ -37,7 +40,11 @@ def serve_sync(stream: Stream, sandbox: Sandbox) -> None:
         if request == b"QUIT":
             return
         path = payload.decode(errors="replace")
-        if request == b"STAT":
+        with sandbox.lock:
+            sandbox.sync_requests.append(request.decode(errors="replace"))
+        if request in (b"STA2", b"LST2"):
+            stat_v2(stream, sandbox, path, request)
+        elif request == b"STAT":
             stat(stream, sandbox, path)
         elif request == b"LIST":
             listing(stream, sandbox, path)
@@ -58,6 +65,22 @@ def stat(stream: Stream, sandbox: Sandbox, path: str) -> None:
     except (SandboxError, OSError):
         fields = (0, 0, 0)
     stream.write(b"STAT" + struct.pack("<3I", *fields))
+
+
+STAT_V2 = struct.Struct("<4sIQQIIIIQqqq")     # id, error, dev, ino, mode, nlink, uid, gid, size, atime, mtime, ctime
+
+
+def stat_v2(stream: Stream, sandbox: Sandbox, path: str, request: bytes) -> None:
+    """STA2 (stat) / LST2 (lstat): the full stat, or the errno with every field zero."""
+    try:
+        host = sandbox.host_path(path)
+        st = os.lstat(host) if request == b"LST2" else os.stat(host)
+    except (SandboxError, OSError) as exc:
+        error = getattr(exc, "errno", None) or (13 if isinstance(exc, SandboxError) else 2)
+        stream.write(STAT_V2.pack(request, error, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
+        return
+    stream.write(STAT_V2.pack(request, 0, st.st_dev, st.st_ino, st.st_mode, st.st_nlink, 2000, 2000, st.st_size,
+                              int(st.st_atime), int(st.st_mtime), int(st.st_ctime)))
 
 
 def listing(stream: Stream, sandbox: Sandbox, path: str) -> None:
