@@ -3,9 +3,24 @@
 Every call is ``adb [-s SERIAL] ARGS`` through :mod:`subprocess`, exactly what
 a user would type, so the same code path runs against a phone and against the
 fake ``adb`` of the test suite (put first on ``PATH`` or passed as ``--adb``).
-``adb shell`` returns the device-side exit status (shell protocol v2, adb >= 1.0.36);
-an ``error: device ... not found`` style failure becomes
-:class:`~mobexport.devices.device.DeviceDisconnectedError`.
+What the real client does, and this module relies on (checked against the
+Debian ``adb`` 29 client and the test suite's adbd emulator):
+
+* a shell command whose device vanishes mid-run exits with status 0 and no
+  output (the exit packet never came), so every shell command ends with an
+  ``echo`` of a marker and ``$?``: a missing marker is a lost device, and
+  the status comes from the marker (which also works with shell protocol v1);
+* ``push``/``pull`` print their errors on stdout, not stderr, and a failed
+  push ends with a ``0 files pushed`` summary line after the error;
+* a TCP device that went away stays listed as ``offline`` while the adb
+  server retries, and commands fail with ``error: device offline`` (or
+  ``adb: error: failed to get feature set: device offline`` for push/pull);
+* a ``HOST:PORT`` serial is attached with ``adb connect``, which exits 0
+  even when it fails (the text says ``failed to connect to '...':
+  Connection refused``, or ``failed to authenticate to ...`` for a phone
+  that has not accepted the key: that one is listed as ``unauthorized``).
+
+Any of those becomes :class:`~mobexport.devices.device.DeviceDisconnectedError`.
 """
 
 from __future__ import annotations
@@ -24,10 +39,13 @@ from .device import DeviceDisconnectedError
 DEFAULT_TIMEOUT_S = 120.0
 # adb's own messages when the device is gone (not a device-side command's output).
 _GONE = re.compile(
-    r"^(adb: )?error: (device '.*' not found|device offline|device not found|no devices/emulators found|closed|"
+    r"^(adb: )?error: (.*: )?(device '.*' not found|device offline|device not found|no devices/emulators found|closed|"
     r"protocol fault.*|device still (connecting|authorizing))",
     re.MULTILINE,
 )
+EXIT_MARK = "@@mobexport-exit"
+_EXIT = re.compile(rf"\n?{EXIT_MARK} (\d+)\n?\Z")
+_TCP_SERIAL = re.compile(r"^[\w.-]+:\d+$")
 
 
 class AdbTimeout(DeviceError):
@@ -107,20 +125,25 @@ class Adb:
             raise AdbTimeout(f"'adb {' '.join(args)[:80]}' did not finish in {timeout or self.timeout_s:.0f} s",
                              "is the device responsive? ('adb shell true')") from None
         if proc.returncode != 0:
-            gone = _GONE.search(proc.stderr or "")
+            gone = _GONE.search(proc.stderr or "") or _GONE.search(proc.stdout or "")
             if gone:
-                who = f"'{self.serial}'" if self.serial else ""
-                raise DeviceDisconnectedError(
-                    f"Android device {who} disconnected ({gone.group(0).strip()})",
-                    "reconnect it and run the same command again: finished cases are kept and skipped")
+                self._disconnected(gone.group(0).strip())
         return proc
+
+    def _disconnected(self, why: str):
+        who = f"'{self.serial}' " if self.serial else ""
+        raise DeviceDisconnectedError(
+            f"Android device {who}disconnected ({why})",
+            "reconnect it and run the same command again: finished cases are kept and skipped")
 
     def checked(self, *args: str, timeout: float | None = None) -> str:
         proc = self.run(*args, timeout=timeout)
         if proc.returncode != 0:
-            detail = (proc.stderr or proc.stdout).strip().splitlines()
-            raise DeviceError(f"'adb {' '.join(args)[:120]}' failed: {detail[-1] if detail else proc.returncode}",
-                              "run it by hand to see more")
+            # push/pull put their error on stdout, above a '0 files pushed' summary: the error line is the one to show.
+            lines = [line.strip() for line in (proc.stderr + "\n" + proc.stdout).splitlines() if line.strip()]
+            errors = [line for line in lines if "error:" in line]
+            detail = (errors or lines or [str(proc.returncode)])[0 if errors else -1]
+            raise DeviceError(f"'adb {' '.join(args)[:120]}' failed: {detail[:300]}", "run it by hand to see more")
         return proc.stdout
 
     def version(self) -> str:
@@ -131,9 +154,36 @@ class Adb:
     def devices(self) -> list[AttachedDevice]:
         return parse_devices(self.checked("devices", "-l"))
 
+    def connect_tcp(self, serial: str) -> bool:
+        """``adb connect HOST:PORT`` for a network serial; False if ``serial`` is not one."""
+        if not _TCP_SERIAL.match(serial):
+            return False
+        proc = self.run("connect", serial)
+        text = (proc.stdout + proc.stderr).strip()
+        # 'failed to authenticate': attached but unauthorized; the device listing says so, with its hint.
+        if proc.returncode != 0 or not re.search(r"^(connected|already connected|failed to authenticate) to ", text,
+                                                 re.MULTILINE):
+            raise DeviceError(f"cannot connect to Android device '{serial}': {text.splitlines()[-1] if text else proc.returncode}",
+                              "is adbd listening there ('adb tcpip 5555' on the phone)?")
+        return True
+
+    def state(self) -> str:
+        proc = self.run("get-state")
+        return proc.stdout.strip() if proc.returncode == 0 else "gone"
+
     def shell(self, command: str, timeout: float | None = None) -> ShellResult:
-        proc = self.run("shell", command, timeout=timeout)
-        return ShellResult(proc.returncode, proc.stdout, proc.stderr)
+        """Run ``command`` on the device; its status comes from an echoed marker (see the module's notes)."""
+        proc = self.run("shell", f"{command}; echo {EXIT_MARK} $?", timeout=timeout)
+        stdout = proc.stdout.replace("\r\n", "\n")
+        end = _EXIT.search(stdout)
+        if end is None:
+            state = self.state()
+            if state != "device":
+                self._disconnected(f"the shell command ended without its exit status; the device is {state}")
+            # Still attached: the line never ran to its end (a syntax error); adb's own status is all there is.
+            return ShellResult(proc.returncode, stdout, proc.stderr.replace("\r\n", "\n"))
+        return ShellResult(int(end.group(1)), stdout[:end.start()] + ("\n" if end.group(0).startswith("\n") else ""),
+                           proc.stderr.replace("\r\n", "\n"))
 
     def shell_ok(self, command: str, timeout: float | None = None) -> str:
         result = self.shell(command, timeout=timeout)

@@ -12,13 +12,17 @@ Per case:
    ``poll_s``, giving up after ``max_wait_s`` and saying so in the record);
 3. a short probe run estimates the per-inference time; the measuring policy
    turns it into warmup + timed executions (:meth:`MeasurePolicy.counts_for`);
-4. the measured run is pinned with ``taskset`` to the big cores while a shell
-   loop samples the runner's ``VmHWM`` from ``/proc/PID/status``;
+4. the measured run is pinned with ``taskset`` to the big cores (to every core
+   when ``threads`` exceeds the big-core count: the threads axis compares
+   big-core-only against all-core runs) and wrapped in
+   toybox ``time -v``, whose ``Max RSS`` is the runner's peak RSS (VmHWM);
 5. the first ``warmup`` per-execution times are dropped, governor and
    temperatures recorded, the artifact removed.
 
-``close()`` removes ``/data/local/tmp/mobexport``. A device that vanishes
-raises :class:`DeviceDisconnectedError`; the sweep keeps finished cases.
+``close()`` removes ``/data/local/tmp/mobexport``. A phone that drops during a
+case and is back within ``reconnect_wait_s`` fails that case only (the sweep
+goes on; the runner is pushed again); one that stays away raises
+:class:`DeviceDisconnectedError` and the sweep stops, keeping finished cases.
 """
 
 from __future__ import annotations
@@ -29,20 +33,24 @@ import re
 import shlex
 import statistics
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from mobexport import __version__
 from mobexport.errors import DeviceError
+from .runtimes.executorch import DELEGATE_RUNTIMES, cannot_run_here
 
 from .adb_client import Adb, AdbTimeout, AttachedDevice, find_adb
-from .android_runners import RUNNERS, AndroidRunner, RunnerOutput, check_binary
-from .device import Availability, CaseFailed, CaseJob, Device, Measurement
+from .android_runners import (ORT_EP_BUILD_FLAGS, RUNNERS, AndroidRunner, RunnerOutput, check_binary,
+                              missing_execution_provider)
+from .device import Availability, CaseFailed, CaseJob, Device, DeviceDisconnectedError, Measurement
 
 DEVICE_DIR = "/data/local/tmp/mobexport"
 CPU_ZONE_HINTS = ("cpu", "soc", "tsens", "cluster", "big", "little", "mid", "prime", "apc", "mtktscpu")
-MARK = "@@mobexport"
+CPU_DIR = "/sys/devices/system/cpu"
+THERMAL_DIR = "/sys/class/thermal"
 
 
 @dataclass(frozen=True)
@@ -64,18 +72,6 @@ class CpuCore:
 def parse_getprop(text: str) -> dict[str, str]:
     """``[key]: [value]`` lines of ``getprop``."""
     return dict(re.findall(r"^\[([^\]]+)\]:\s*\[(.*)\]\s*$", text, re.MULTILINE))
-
-
-def parse_cores(text: str) -> list[CpuCore]:
-    """``cpuN max_khz governor`` lines (``-`` for unreadable)."""
-    cores = []
-    for line in text.splitlines():
-        match = re.match(r"^\s*cpu(\d+)\s+(\S+)\s+(\S+)\s*$", line)
-        if match:
-            khz = int(match.group(2)) if match.group(2).isdigit() else None
-            governor = None if match.group(3) == "-" else match.group(3)
-            cores.append(CpuCore(int(match.group(1)), khz, governor))
-    return sorted(cores, key=lambda c: c.index)
 
 
 def big_cores(cores: list[CpuCore]) -> list[int]:
@@ -119,38 +115,57 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def measured_run_script(runner: AndroidRunner, argv: list[str], mask: str) -> str:
-    """Run ``argv`` in the background pinned to ``mask`` and poll its VmHWM until it exits."""
+def measured_run_command(argv: list[str], mask: str) -> str:
+    """``argv`` pinned to ``mask`` under toybox ``time -v`` (its ``Max RSS`` is the runner's VmHWM)."""
     command = " ".join(shlex.quote(a) for a in argv)
-    return f"""cd {DEVICE_DIR} || exit 97
-rm -f result.txt run.log
-LD_LIBRARY_PATH={DEVICE_DIR} taskset {mask} {command} > run.log 2>&1 &
-pid=$!
-hwm=0
-while :; do
-  st=$(sed -n 's/^State:[[:space:]]*\\([A-Z]\\).*/\\1/p' /proc/$pid/status 2>/dev/null)
-  if [ -z "$st" ] || [ "$st" = Z ]; then break; fi
-  v=$(sed -n 's/^VmHWM:[[:space:]]*\\([0-9]*\\).*/\\1/p' /proc/$pid/status 2>/dev/null)
-  if [ -n "$v" ]; then hwm=$v; fi
-  sleep 0.05
-done
-wait $pid
-rc=$?
-cat run.log
-echo "{MARK}-result"
-cat result.txt 2>/dev/null
-echo "{MARK}-end vmhwm_kb=$hwm rc=$rc"
-"""
+    return (f"cd {DEVICE_DIR} && rm -f result.txt && "
+            f"LD_LIBRARY_PATH={DEVICE_DIR} taskset {mask} time -v {command}")
 
 
-def split_run_output(text: str) -> tuple[str, str, int, int]:
-    """(runner log, result file, VmHWM kB, exit status) of :func:`measured_run_script`'s output."""
-    end = re.search(rf"^{MARK}-end vmhwm_kb=(\d+) rc=(\d+)\s*$", text, re.MULTILINE)
-    if end is None:
-        raise CaseFailed("the run's output was cut short (no end marker)")
-    body = text[: end.start()]
-    log, _, result = body.partition(f"{MARK}-result\n")
-    return log, result, int(end.group(1)), int(end.group(2))
+_TIME_BLOCK = re.compile(r"^Real time \(s\):.*?^Max RSS \(KiB\): (\d+)\n(?:^[A-Z][^:\n]*: [0-9.]+\n)*",
+                         re.MULTILINE | re.DOTALL)
+
+
+def split_time_output(text: str) -> tuple[str, int]:
+    """(the runner's own output, its peak RSS in kB) from output with ``time -v``'s report in it; 0 when absent."""
+    match = None
+    for match in _TIME_BLOCK.finditer(text):
+        pass
+    if match is None:
+        return text, 0
+    return text[:match.start()] + text[match.end():], int(match.group(1))
+
+
+def parse_grep_files(text: str) -> dict[str, str]:
+    """``path:value`` lines of ``grep -H`` -> {path: value} (the first line of each file)."""
+    files: dict[str, str] = {}
+    for line in text.splitlines():
+        path, sep, value = line.partition(":")
+        if sep and path.startswith("/") and path not in files:
+            files[path] = value.strip()
+    return files
+
+
+def cores_from_files(listing: str, files: dict[str, str]) -> list[CpuCore]:
+    """Every ``cpuN`` of the listing, with its max frequency and governor where readable."""
+    indices = sorted(int(n[3:]) for n in listing.split() if re.fullmatch(r"cpu\d+", n))
+    cores = []
+    for index in indices:
+        khz = files.get(f"{CPU_DIR}/cpu{index}/cpufreq/cpuinfo_max_freq", "")
+        governor = files.get(f"{CPU_DIR}/cpu{index}/cpufreq/scaling_governor")
+        cores.append(CpuCore(index, int(khz) if khz.isdigit() else None, governor or None))
+    return cores
+
+
+def zone_lines(files: dict[str, str]) -> str:
+    """``type value`` lines of the thermal zones (the zone's directory name where it has no type)."""
+    lines = []
+    for path, value in files.items():
+        match = re.fullmatch(rf"{THERMAL_DIR}/(thermal_zone\d+)/temp", path)
+        if match:
+            kind = files.get(f"{THERMAL_DIR}/{match.group(1)}/type") or match.group(1)
+            lines.append(f"{kind} {value}")
+    return "\n".join(lines)
 
 
 class AndroidDevice(Device):
@@ -158,7 +173,8 @@ class AndroidDevice(Device):
 
     def __init__(self, serial: str | None = None, adb: str | os.PathLike | None = None,
                  runners: dict[str, Path] | None = None, cooling: CoolingPolicy | None = None,
-                 sleep: Callable[[float], None] = time.sleep, timeout_s: float = 1800.0):
+                 sleep: Callable[[float], None] = time.sleep, timeout_s: float = 1800.0, ort_ep: str = "cpu",
+                 reconnect_wait_s: float = 30.0):
         self.requested_serial = serial
         self.adb_path = adb
         self.runner_paths = {kind: Path(p) for kind, p in (runners or {}).items() if p}
@@ -168,6 +184,8 @@ class AndroidDevice(Device):
         self.cooling = cooling or CoolingPolicy()
         self.sleep = sleep
         self.timeout_s = timeout_s
+        self.ort_ep = ort_ep
+        self.reconnect_wait_s = reconnect_wait_s
         self._adb: Adb | None = None
         self._probe: dict | None = None
         self._pushed: dict[str, str] = {}
@@ -180,7 +198,11 @@ class AndroidDevice(Device):
             return self._adb
         adb = Adb(find_adb(self.adb_path))
         attached = adb.devices()
-        chosen = choose_device(attached, self.requested_serial)
+        serial = self.requested_serial
+        if serial and not any(d.serial == serial and d.state == "device" for d in attached) \
+                and adb.connect_tcp(serial):
+            attached = adb.devices()                       # a network phone: 'adb connect' attached it
+        chosen = choose_device(attached, serial)
         self._adb = adb.for_serial(chosen.serial)
         return self._adb
 
@@ -202,10 +224,7 @@ class AndroidDevice(Device):
             return self._probe
         adb = self.connect()
         props = parse_getprop(adb.shell_ok("getprop"))
-        cores = parse_cores(adb.shell_ok(
-            "for d in /sys/devices/system/cpu/cpu[0-9]*; do "
-            "n=${d##*/}; f=$(cat $d/cpufreq/cpuinfo_max_freq 2>/dev/null || echo -); "
-            "g=$(cat $d/cpufreq/scaling_governor 2>/dev/null || echo -); echo \"$n $f $g\"; done"))
+        cores = self.read_cores()
         if not cores:
             raise DeviceError(f"cannot read the CPU cores of {self.name}", "is /sys/devices/system/cpu readable?")
         soc = " ".join(v for v in (props.get("ro.soc.manufacturer"), props.get("ro.soc.model")) if v) \
@@ -239,16 +258,41 @@ class AndroidDevice(Device):
             "max_freq_khz": khz,
         }
 
+    def read_sys(self, *patterns: str) -> dict[str, str]:
+        """``path -> first line`` of the /sys files matching ``patterns`` (unreadable ones are left out).
+
+        One ``grep -Hs . FILES`` (toybox and busybox have it) instead of a shell loop: simple
+        commands are what every Android shell, and the test suite's emulated phone, run alike.
+        """
+        result = self.connect().shell("grep -Hs . " + " ".join(patterns))
+        if result.returncode not in (0, 1, 2):      # 1: nothing matched; 2: some file was unreadable
+            raise DeviceError(f"cannot read {patterns[0]} on {self.name}: status {result.returncode}",
+                              "is /sys readable by the shell user?")
+        return parse_grep_files(result.stdout)
+
+    def read_cores(self) -> list[CpuCore]:
+        listing = self.connect().shell_ok(f"ls {CPU_DIR}")
+        files = self.read_sys(f"{CPU_DIR}/cpu[0-9]*/cpufreq/cpuinfo_max_freq",
+                              f"{CPU_DIR}/cpu[0-9]*/cpufreq/scaling_governor")
+        return cores_from_files(listing, files)
+
     def temperatures(self) -> dict[str, float]:
-        out = self.connect().shell_ok(
-            "for z in /sys/class/thermal/thermal_zone*; do "
-            "echo \"$(cat $z/type 2>/dev/null || echo ${z##*/}) $(cat $z/temp 2>/dev/null || echo -)\"; done")
-        return parse_temperatures(out)
+        files = self.read_sys(f"{THERMAL_DIR}/thermal_zone*/type", f"{THERMAL_DIR}/thermal_zone*/temp")
+        return parse_temperatures(zone_lines(files))
+
+    def frequencies(self) -> dict[str, int]:
+        """Current frequency (kHz) of each big core, read during sustained runs."""
+        files = self.read_sys(f"{CPU_DIR}/cpu[0-9]*/cpufreq/scaling_cur_freq")
+        big = set(self.probe()["big_cores"])
+        out = {}
+        for path, value in files.items():
+            match = re.search(r"/cpu(\d+)/cpufreq/", path)
+            if match and int(match.group(1)) in big and value.isdigit():
+                out[match.group(1)] = int(value)
+        return out
 
     def governors(self) -> dict[str, str]:
-        cores = parse_cores(self.connect().shell_ok(
-            "for d in /sys/devices/system/cpu/cpu[0-9]*; do "
-            "echo \"${d##*/} - $(cat $d/cpufreq/scaling_governor 2>/dev/null || echo -)\"; done"))
+        cores = self.read_cores()
         big = set(self.probe()["big_cores"])
         return {str(c.index): c.governor for c in cores if c.index in big and c.governor}
 
@@ -306,25 +350,51 @@ class AndroidDevice(Device):
             "cooldown_threshold_c": policy.threshold_c,
         }
 
+    def cores_for(self, threads: int) -> list[int]:
+        """The big cores, or every core when more threads are asked for than there are big cores."""
+        big = self.probe()["big_cores"]
+        if threads > len(big):
+            return [c.index for c in self.probe()["cores"]]
+        return big
+
     def run_once(self, runner: AndroidRunner, remote_model: str, executions: int, threads: int,
-                 mask: str) -> tuple[RunnerOutput, int]:
-        argv = runner.argv(remote_model, executions, threads, "result.txt")
+                 mask: str, extra_args: list[str] | None = None) -> tuple[RunnerOutput, int]:
+        extra = list(extra_args or [])
+        if runner.kind == "onnx" and self.ort_ep != "cpu":
+            extra = ["-e", self.ort_ep, *extra]
+        argv = runner.argv(remote_model, executions, threads, "result.txt", extra)
+        adb = self.connect()
         try:
-            result = self.connect().shell(measured_run_script(runner, argv, mask), timeout=self.timeout_s)
+            result = adb.shell(measured_run_command(argv, mask), timeout=self.timeout_s)
         except AdbTimeout as exc:
-            self.connect().shell(f"pkill -x {runner.binary}")
+            adb.shell(f"pkill -x {runner.binary}")
             raise CaseFailed(exc.message) from None
-        log, result_text, hwm_kb, rc = split_run_output(result.stdout)
-        if rc != 0:
+        # stdout then stderr (where time -v reports); a shell-v1 phone has merged them already.
+        log, hwm_kb = split_time_output(result.stdout + result.stderr)
+        if result.returncode != 0:
+            unregistered = re.search(r"Backend (\w+) is not registered", log) if runner.kind == "executorch" else None
+            delegate = next((b for b, d in DELEGATE_RUNTIMES.items() if unregistered and d[0] == unregistered.group(1)), None)
+            if delegate:
+                raise cannot_run_here(delegate, f"the executor_runner on {self.name}")
+            missing = missing_execution_provider(log) if runner.kind == "onnx" else None
+            if missing:
+                raise DeviceError(f"cannot run here: the onnxruntime_perf_test on {self.name} has no "
+                                  f"{missing.upper()} execution provider",
+                                  f"needs a build with {ORT_EP_BUILD_FLAGS.get(missing, '--use_' + missing)} "
+                                  f"(and a phone that has the engine); or use --ep cpu")
             lines = [line for line in log.strip().splitlines() if line.strip()]
-            raise CaseFailed(f"{runner.binary} exited with status {rc}" + (f": {lines[-1][:300]}" if lines else ""))
+            raise CaseFailed(f"{runner.binary} exited with status {result.returncode}"
+                             + (f": {lines[-1][:300]}" if lines else ""))
+        result_text = adb.shell(f"cat {DEVICE_DIR}/result.txt").stdout if runner.writes_result_file else ""
         try:
             output = runner.parse(log, result_text, executions)
         except ValueError as exc:
             raise CaseFailed(str(exc)) from None
         return output, hwm_kb * 1024
 
-    def measure(self, job: CaseJob) -> Measurement:
+    @contextmanager
+    def pushed_artifact(self, job: CaseJob) -> Iterator[tuple[AndroidRunner, str]]:
+        """Push the runner (once) and the case's artifact; the artifact is removed again afterwards."""
         if job.artifact_path is None or not Path(job.artifact_path).is_file():
             raise CaseFailed(f"artifact '{job.artifact_path}' is missing or not a single file")
         self.check_batch(job.batch)
@@ -334,10 +404,63 @@ class AndroidDevice(Device):
         remote = f"{DEVICE_DIR}/{job.model}-{job.resolution}{artifact.suffix}"
         adb.push(artifact, remote)
         try:
+            yield runner, remote
+        finally:
+            try:
+                adb.shell(f"rm -f {shlex.quote(remote)}")
+            except DeviceError:
+                pass  # disconnected: the error that got us here is the one to report
+
+    def estimate(self, runner: AndroidRunner, remote: str, job: CaseJob, mask: str) -> float:
+        """Seconds per inference from a short probe run (its first, cold execution left out)."""
+        probe, _ = self.run_once(runner, remote, max(2, job.policy.min_warmup + 1), job.threads, mask)
+        return statistics.median(probe.samples_s[1:] or probe.samples_s)
+
+    def tool_versions(self, runner: AndroidRunner, kind: str) -> dict:
+        return {"mobexport": __version__, "adb": self.probe()["adb_version"],
+                runner.binary: f"sha256:{self._pushed[kind][:16]}"}
+
+    def check_delegate(self, job: CaseJob) -> None:
+        """A Core ML-delegated program cannot run on Android at all: say so before pushing anything."""
+        backend = ((job.manifest or {}).get("target_details") or {}).get("backend")
+        if job.kind == "executorch" and backend == "coreml":
+            raise cannot_run_here("coreml", self.name)
+
+    def measure(self, job: CaseJob) -> Measurement:
+        """Time one case; a phone that drops and comes back within ``reconnect_wait_s`` fails only this case."""
+        try:
+            return self._measure(job)
+        except DeviceDisconnectedError as exc:
+            if not self.wait_for_return():
+                raise
+            raise CaseFailed(f"the phone disconnected during this case and came back ({exc.message})") from None
+
+    def wait_for_return(self) -> bool:
+        """Poll (``adb connect`` for a network serial) until the phone is attached again; False after the wait."""
+        if self._adb is None or self.reconnect_wait_s <= 0:
+            return False
+        adb, deadline = self._adb, time.monotonic() + self.reconnect_wait_s
+        while True:
+            try:
+                if adb.serial and ":" in adb.serial:
+                    Adb(adb.executable).run("connect", adb.serial)
+                if adb.state() == "device":
+                    self._dir_made = False          # it may have rebooted: set the directory up again
+                    self._pushed.clear()
+                    return True
+            except DeviceError:
+                pass
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.5)
+
+    def _measure(self, job: CaseJob) -> Measurement:
+        self.check_delegate(job)
+        with self.pushed_artifact(job) as (runner, remote):
             conditions = self.cool_down()
-            mask = cpu_mask(self.probe()["big_cores"])
-            probe, _ = self.run_once(runner, remote, max(2, job.policy.min_warmup + 1), job.threads, mask)
-            estimate = statistics.median(probe.samples_s[1:] or probe.samples_s)  # the first one is cold
+            cores = self.cores_for(job.threads)
+            mask = cpu_mask(cores)
+            estimate = self.estimate(runner, remote, job, mask)
             warmup, iters = job.policy.counts_for(estimate)
             output, vmhwm = self.run_once(runner, remote, warmup + iters, job.threads, mask)
             if output.per_iteration:
@@ -345,13 +468,14 @@ class AndroidDevice(Device):
             else:
                 samples, warmup = output.samples_s, 0
             conditions.update(
-                affinity=self.probe()["big_cores"],
+                affinity=cores,
                 taskset_mask=mask,
                 governor=self.governors(),
                 temperature_c_end=cpu_temperature(self.temperatures()),
                 peak_memory="runner process VmHWM (whole process)" if vmhwm else "runner-reported peak working set",
                 probe_estimate_s=estimate,
                 notes=output.notes,
+                **({"ort_execution_provider": self.ort_ep} if runner.kind == "onnx" else {}),
             )
             return Measurement(
                 samples_s=samples,
@@ -359,14 +483,8 @@ class AndroidDevice(Device):
                 init_s=output.init_s,
                 peak_memory_bytes=vmhwm or output.reported_peak_bytes,
                 conditions=conditions,
-                tool_versions={"mobexport": __version__, "adb": self.probe()["adb_version"],
-                               runner.binary: f"sha256:{self._pushed[job.kind][:16]}"},
+                tool_versions=self.tool_versions(runner, job.kind),
             )
-        finally:
-            try:
-                adb.shell(f"rm -f {shlex.quote(remote)}")
-            except DeviceError:
-                pass  # disconnected: the error that got us here is the one to report
 
     def close(self) -> None:
         if self._adb is not None and self._dir_made:

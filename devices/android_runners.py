@@ -16,8 +16,7 @@
   phase's mean as one sample, its min/max/std in a note.
 
 A binary must match the phone's ABI: its ELF header is checked before it is
-pushed. A script (``#!``) is accepted as is; that is how the test suite's
-host-side stand-ins run through the fake adb.
+pushed. A script (``#!``) is accepted as is (a runner wrapped in a shell script).
 """
 
 from __future__ import annotations
@@ -92,10 +91,12 @@ class AndroidRunner(ABC):
     flag: str             # the CLI option giving its host path
     env: str              # the environment variable giving its host path
     description: str
+    writes_result_file = False   # True: per-run times are in result.txt, read after the run
 
     @abstractmethod
-    def argv(self, model: str, executions: int, threads: int, result_file: str) -> list[str]:
-        """The command line, relative to the runner's directory on the device."""
+    def argv(self, model: str, executions: int, threads: int, result_file: str,
+             extra: list[str] | tuple = ()) -> list[str]:
+        """The command line, relative to the runner's directory on the device; ``extra``: more of its options."""
 
     @abstractmethod
     def parse(self, log: str, result_text: str, executions: int) -> RunnerOutput:
@@ -112,11 +113,12 @@ class ExecutorRunner(AndroidRunner):
     env = "MOBEXPORT_EXECUTOR_RUNNER"
     description = "ExecuTorch executor_runner"
 
-    def argv(self, model: str, executions: int, threads: int, result_file: str) -> list[str]:
+    def argv(self, model: str, executions: int, threads: int, result_file: str,
+             extra: list[str] | tuple = ()) -> list[str]:
         argv = [f"./{self.binary}", f"--model_path={model}", f"--num_executions={executions}"]
         if threads > 0:
             argv.append(f"--cpu_threads={threads}")
-        return argv
+        return argv + list(extra)
 
     def parse(self, log: str, result_text: str, executions: int) -> RunnerOutput:
         total = re.search(rf"Model executed successfully (\d+) time\(s\) in {_FLOAT} ms", log)
@@ -139,12 +141,20 @@ class OrtPerfTest(AndroidRunner):
     flag = "--ort-perf-test"
     env = "MOBEXPORT_ORT_PERF_TEST"
     description = "ONNX Runtime onnxruntime_perf_test"
+    writes_result_file = True
 
-    def argv(self, model: str, executions: int, threads: int, result_file: str) -> list[str]:
-        argv = [f"./{self.binary}", "-e", "cpu", "-m", "times", "-r", str(executions), "-I"]
+    def argv(self, model: str, executions: int, threads: int, result_file: str,
+             extra: list[str] | tuple = ()) -> list[str]:
+        extra = list(extra)
+        ep = "cpu"
+        if "-e" in extra:                                   # an execution provider chosen by the caller
+            at = extra.index("-e")
+            ep = extra[at + 1]
+            del extra[at:at + 2]
+        argv = [f"./{self.binary}", "-e", ep, "-m", "times", "-r", str(executions), "-I"]
         if threads > 0:
             argv += ["-x", str(threads)]
-        return argv + [model, result_file]
+        return argv + extra + [model, result_file]
 
     def parse(self, log: str, result_text: str, executions: int) -> RunnerOutput:
         samples = []
@@ -174,13 +184,14 @@ class BenchmarkModel(AndroidRunner):
     env = "MOBEXPORT_BENCHMARK_MODEL"
     description = "LiteRT benchmark_model"
 
-    def argv(self, model: str, executions: int, threads: int, result_file: str) -> list[str]:
+    def argv(self, model: str, executions: int, threads: int, result_file: str,
+             extra: list[str] | tuple = ()) -> list[str]:
         # One untimed warm-up run: the harness runs its own warm-up executions and counts them in ``executions``.
         argv = [f"./{self.binary}", f"--graph={model}", "--warmup_runs=1", f"--num_runs={executions}",
                 "--min_secs=0", "--warmup_min_secs=0", "--use_xnnpack=true"]
         if threads > 0:
             argv.append(f"--num_threads={threads}")
-        return argv
+        return argv + list(extra)
 
     def parse(self, log: str, result_text: str, executions: int) -> RunnerOutput:
         phases = list(re.finditer(rf"count=(\d+) first={_FLOAT} curr={_FLOAT} min={_FLOAT} max={_FLOAT} "
@@ -198,6 +209,18 @@ class BenchmarkModel(AndroidRunner):
                             notes=[f"benchmark_model logs no per-run times: one sample is the mean of {count} runs "
                                    f"(min {float(timed.group(4)) / 1000:.3f} ms, max {float(timed.group(5)) / 1000:.3f} "
                                    f"ms, std {float(timed.group(7)) / 1000:.3f} ms)"])
+
+
+# onnxruntime_perf_test -e NAME: the Android-relevant execution providers, and the build flag each needs.
+ORT_EXECUTION_PROVIDERS = ("cpu", "xnnpack", "nnapi", "qnn")
+ORT_EP_BUILD_FLAGS = {"xnnpack": "--use_xnnpack", "nnapi": "--use_nnapi", "qnn": "--use_qnn"}
+_EP_MISSING = re.compile(r"(\w+) is not supported in this build", re.IGNORECASE)
+
+
+def missing_execution_provider(log: str) -> str | None:
+    """The EP name when onnxruntime_perf_test says its build lacks it, else None."""
+    match = _EP_MISSING.search(log)
+    return match.group(1).lower() if match else None
 
 
 RUNNERS: dict[str, AndroidRunner] = {r.kind: r for r in (ExecutorRunner(), OrtPerfTest(), BenchmarkModel())}

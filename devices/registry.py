@@ -28,6 +28,7 @@ class DeviceOptions:
     runners: dict[str, Path] = field(default_factory=dict)
     cooling: CoolingPolicy = field(default_factory=CoolingPolicy)
     timeout_s: float = DEFAULT_CASE_TIMEOUT_S
+    ort_ep: str = "cpu"            # adb: onnxruntime_perf_test's execution provider (-e)
 
 
 def get_device(spec: str, options: DeviceOptions | None = None) -> Device:
@@ -37,13 +38,16 @@ def get_device(spec: str, options: DeviceOptions | None = None) -> Device:
     if options.cpus and kind not in ("local", "cuda"):
         raise DeviceError(f"--cpus applies to this host only, not to '{spec}'",
                           "on a phone the big cores are found and pinned automatically")
+    if options.ort_ep != "cpu" and kind != "adb":
+        raise DeviceError(f"--ep {options.ort_ep} chooses onnxruntime_perf_test's execution provider on a phone, "
+                          f"not on '{spec}'", "use it with --device adb[:SERIAL]")
     if kind == "local" and not arg:
         return LocalDevice(cpus=options.cpus, timeout_s=options.timeout_s)
     if kind == "cuda" and not arg:
         return CudaDevice(cpus=options.cpus, timeout_s=options.timeout_s)
     if kind == "adb":
         return AndroidDevice(serial=arg or None, adb=options.adb, runners=options.runners,
-                             cooling=options.cooling, timeout_s=options.timeout_s)
+                             cooling=options.cooling, timeout_s=options.timeout_s, ort_ep=options.ort_ep)
     if kind == "macos":
         return MacDevice(arg or "ALL", timeout_s=options.timeout_s)
     raise DeviceError(f"unknown device '{spec}'", f"choose one of: {', '.join(DEVICE_SPECS)}")

@@ -27,7 +27,8 @@ def _run_isolated(args: argparse.Namespace, model: str, work: Path) -> dict:
 
 def parser() -> argparse.ArgumentParser:
     """``mobexport profile`` (also ``python -m mobexport.benchmarks.profile``)."""
-    from mobexport.options import ArgumentParser, add_verbosity_options, csv_of, nonneg_int, positive_int, writable_dir
+    from mobexport.options import (ArgumentParser, add_verbosity_options, csv_of, existing_file, nonneg_int,
+                                   positive_int, writable_dir)
 
     p = ArgumentParser(prog="mobexport profile", description=ops.__doc__.splitlines()[0],
                        epilog="example: mobexport profile --models mobile_former_294m,mobilenet_v3_large_100 "
@@ -45,6 +46,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=positive_int, default=1, help="runtime intra-op threads (default: 1)")
     p.add_argument("--target", choices=sorted(ops.RUNTIMES), default="onnx",
                    help="onnx: ONNX Runtime's profiler; executorch: ETDump of the XNNPACK program (default: onnx)")
+    p.add_argument("--device", default="local",
+                   help="local (this host, default) or adb[:SERIAL]: run the runner's own profiler on a phone")
+    p.add_argument("--adb", type=existing_file, help="adb executable (default: the first 'adb' on PATH)")
+    p.add_argument("--executor-runner", type=existing_file, help="executor_runner built with the event tracer")
+    p.add_argument("--ort-perf-test", type=existing_file, help="onnxruntime_perf_test for the phone")
     p.add_argument("--out", type=writable_dir, default=Path("op-profile"),
                    help="where profile.json and op_time.png go (default: ./op-profile)")
     add_verbosity_options(p)
@@ -58,10 +64,15 @@ def main(argv: list[str] | None = None) -> int:
 
     console = stdout_console()
     with tempfile.TemporaryDirectory() as tmp:
-        profiles = [_run_isolated(args, m, Path(tmp)) for m in args.models]
+        if args.device != "local":
+            from .on_device import device_profiles
+
+            profiles = device_profiles(args, Path(tmp))
+        else:
+            profiles = [_run_isolated(args, m, Path(tmp)) for m in args.models]
     from mobexport.devices.local import LocalDevice
 
-    device = LocalDevice().info()
+    device = LocalDevice().info() if args.device == "local" else None
     for prof in profiles:
         prof.pop("trace", None)
         prof.setdefault("device", device)

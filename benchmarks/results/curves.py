@@ -160,7 +160,7 @@ def sort_key(case: CaseKey) -> tuple:
 
 COLUMNS = (
     "model", "target", "quantization", "passes", "device", "batch", "threads", "resolution", "status",
-    "latency_median_ms", "latency_p90_ms", "latency_mean_ms", "latency_std_ms", "latency_min_ms",
+    "latency_median_ms", "latency_p90_ms", "latency_p95_ms", "latency_p99_ms", "latency_mean_ms", "latency_std_ms", "latency_min_ms",
     "ci95_low_ms", "ci95_high_ms", "samples", "throughput_ips", "init_ms", "peak_memory_mib",
     "gmacs", "params_m", "ms_per_gmac", "artifact_mib", "vs_baseline", "error",
 )
@@ -186,6 +186,7 @@ def row_of(record: BenchRecord) -> dict:
         "device": c.device, "batch": c.batch, "threads": c.threads, "resolution": c.resolution,
         "status": record.status,
         "latency_median_ms": _round(median), "latency_p90_ms": _round(lat.get("p90")),
+        "latency_p95_ms": _round(lat.get("p95")), "latency_p99_ms": _round(lat.get("p99")),
         "latency_mean_ms": _round(lat.get("mean")), "latency_std_ms": _round(lat.get("std")),
         "latency_min_ms": _round(lat.get("min")), "ci95_low_ms": _round(lat.get("ci95_low")),
         "ci95_high_ms": _round(lat.get("ci95_high")), "samples": lat.get("n"),

@@ -25,6 +25,7 @@ from rich.console import Console
 
 from mobexport.consoles import stderr_console, stdout_console
 from mobexport.devices.android import CoolingPolicy
+from mobexport.devices.android_runners import ORT_EXECUTION_PROVIDERS
 from mobexport.devices.device import EAGER, WHERE_IT_RUNS
 from mobexport.devices.measure import MeasurePolicy
 from mobexport.devices.registry import DeviceOptions, get_device
@@ -80,7 +81,15 @@ def parser() -> argparse.ArgumentParser:
     what.add_argument("--batch", type=positive_int, help="batch size (default: 1)")
     where = p.add_argument_group("where and how")
     where.add_argument("--device", help="local, cuda, adb[:SERIAL] or macos[:UNITS] (default: local)")
-    where.add_argument("--threads", type=nonneg_int, help="runtime intra-op threads, 0 = runtime default (default: 0)")
+    where.add_argument("--threads", type=csv_of(nonneg_int),
+                       help="runtime intra-op threads, 0 = runtime default; a list such as 1,4 is an axis of the sweep "
+                            "(on a phone: up to its big-core count pinned to the big cores, more to all cores) "
+                            "(default: 0)")
+    where.add_argument("--sustained", metavar="DURATION",
+                       help="time the one case continuously for DURATION (10m, 90s) on a phone: per-minute medians, "
+                            "temperatures, core clocks, throttling ratio and a plot (sustained.*)")
+    where.add_argument("--sustained-bucket", metavar="DURATION",
+                       help="length of the sustained run's buckets (default: 1m)")
     where.add_argument("--cpus", type=csv_of(nonneg_int), help="local: pin each case to these CPUs, e.g. 0,1")
     where.add_argument("--min-time", type=positive_float, help="seconds of measured inference per case (default: 2)")
     where.add_argument("--min-iters", type=positive_int, help="at least this many samples per case (default: 10)")
@@ -100,6 +109,8 @@ def parser() -> argparse.ArgumentParser:
     android = p.add_argument_group("Android (adb)")
     android.add_argument("--adb", type=existing_file, help="adb executable (default: 'adb' on PATH)")
     android.add_argument("--executor-runner", type=existing_file, help="ExecuTorch executor_runner built for the phone")
+    android.add_argument("--ep", choices=ORT_EXECUTION_PROVIDERS,
+                       help="phone: ONNX Runtime execution provider for onnxruntime_perf_test (default: cpu)")
     android.add_argument("--ort-perf-test", type=existing_file, help="onnxruntime_perf_test built for the phone")
     android.add_argument("--benchmark-model", type=existing_file, help="LiteRT benchmark_model built for the phone")
     android.add_argument("--cooldown-c", type=positive_float, help="wait between cases until the CPU is below this (default: 42)")
@@ -143,6 +154,7 @@ def settings_from(args: argparse.Namespace) -> tuple[SweepPlan, MeasurePolicy, D
     cool = CoolingPolicy()
     options = DeviceOptions(
         cpus=_pick(args.cpus, suite, "cpus"),
+        ort_ep=args.ep or "cpu",
         adb=args.adb or (Path(a["adb"]) if "adb" in a else None),
         runners={k: v for k, v in {
             "executorch": args.executor_runner or (Path(a["executor_runner"]) if "executor_runner" in a else None),
@@ -161,7 +173,7 @@ def settings_from(args: argparse.Namespace) -> tuple[SweepPlan, MeasurePolicy, D
                      quantize=_pick(args.quantize, suite, "quantize", DEFAULTS["quantize"]),
                      passes=_pick(args.passes, suite, "passes", DEFAULTS["passes"]),
                      batch=int(_pick(args.batch, suite, "batch", DEFAULTS["batch"])),
-                     threads=int(_pick(args.threads, suite, "threads", DEFAULTS["threads"])),
+                     threads=_pick(args.threads, suite, "threads", DEFAULTS["threads"]),
                      seed=None if args.no_shuffle else args.seed)
     title = f"mobexport bench: suite {suite['name']}" if suite else "mobexport bench"
     return plan, policy, options, device_spec, title
@@ -298,6 +310,14 @@ def sigterm_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
+def _made(out_dir: Path) -> Path:
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputDirError(f"cannot create '{out_dir}' ({exc.strerror or exc})", "choose another --out") from None
+    return out_dir
+
+
 def main(argv: Sequence[str]) -> int:
     args = parser().parse_args(list(argv))
     console = stdout_console()  # wide when piped: one line per table row
@@ -306,6 +326,14 @@ def main(argv: Sequence[str]) -> int:
             console.print(f"[bold]{name}[/]: {description}", highlight=False)
         return 0
     plan, policy, options, device_spec, title = settings_from(args)
+    if args.sustained or args.sustained_bucket:
+        from mobexport.devices.android_sustained import parse_duration
+
+        if not args.sustained:
+            raise BenchmarkError("--sustained-bucket without --sustained", "add --sustained DURATION, e.g. 10m")
+        parse_duration(args.sustained)
+        if args.sustained_bucket:
+            parse_duration(args.sustained_bucket, "--sustained-bucket")
     if args.export_jobs < 1:
         raise BenchmarkError(f"--export-jobs must be at least 1, not {args.export_jobs}", "pass --export-jobs 1 or more")
     if args.cluster:  # Ray is imported only here
@@ -325,6 +353,12 @@ def main(argv: Sequence[str]) -> int:
 
     err_console = stderr_console()
     out_dir: Path = args.out
+    if args.sustained:
+        from .sustained import run_sustained_bench
+
+        with locked_out_dir(_made(out_dir)), sigterm_as_interrupt(), device:
+            return run_sustained_bench(plan, policy, device, out_dir, args.sustained, args.sustained_bucket,
+                                       console, err_console)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -1,4 +1,4 @@
-"""What a sweep will measure: models x targets x resolutions in one setting, checked up front.
+"""What a sweep will measure: models x targets x resolutions (x thread counts), checked up front.
 
 Every mistake that would make a whole sweep useless (an unknown model, a
 resolution a model refuses, a target that is not installed, a quantization
@@ -27,7 +27,7 @@ class SweepPlan:
     quantize: str = "none"
     passes: str = "default"
     batch: int = 1
-    threads: int = 0
+    threads: int | list[int] = 0  # one count, or the threads axis (e.g. [1, 4])
     baseline: str | None = None
     seed: int | None = 0          # case order shuffle; None keeps the listed order
     extra: dict = field(default_factory=dict)
@@ -43,8 +43,9 @@ class SweepPlan:
                                  "give --models, --targets and --resolutions, or --suite NAME")
         if self.batch < 1:
             raise BenchmarkError(f"--batch {self.batch} is not a batch size", "use --batch 1 or more")
-        if self.threads < 0:
-            raise BenchmarkError(f"--threads {self.threads} is negative", "use 0 for the runtime's default")
+        for threads in self.thread_counts:
+            if threads < 0:
+                raise BenchmarkError(f"--threads {threads} is negative", "use 0 for the runtime's default")
         for name in self.models:
             spec = get_spec(name)
             for resolution in self.resolutions:
@@ -65,13 +66,19 @@ class SweepPlan:
             raise BenchmarkError(f"baseline '{self.baseline}' is not one of the swept models",
                                  f"add it to --models or choose one of: {', '.join(self.models)}")
 
+    @property
+    def thread_counts(self) -> list[int]:
+        """The threads axis: each count once, in the order given."""
+        counts = self.threads if isinstance(self.threads, (list, tuple)) else [self.threads]
+        return list(dict.fromkeys(int(t) for t in counts))
+
     def cases(self) -> list[CaseKey]:
         """Every case, shuffled with ``seed`` (drift and heat then spread over all models)."""
         keys = [
             CaseKey(model=m, target=t, quantization=self.quantize if t != EAGER else "none",
                     passes=self.passes if t != EAGER else "none", device=self.device, resolution=r,
-                    batch=self.batch, threads=self.threads)
-            for m in self.models for t in self.targets for r in self.resolutions
+                    batch=self.batch, threads=n)
+            for m in self.models for t in self.targets for r in self.resolutions for n in self.thread_counts
         ]
         if self.seed is not None:
             random.Random(self.seed).shuffle(keys)

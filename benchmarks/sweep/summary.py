@@ -12,11 +12,12 @@ from mobexport.benchmarks.results.curves import METRICS, crossovers, setting_key
 
 TABLE_COLUMNS = (
     ("model", "model"), ("res", "resolution"), ("median ms", "latency_median_ms"), ("95% CI ms", None),
-    ("p90 ms", "latency_p90_ms"), ("img/s", "throughput_ips"), ("init ms", "init_ms"),
+    ("p90 ms", "latency_p90_ms"), ("p95 ms", "latency_p95_ms"), ("p99 ms", "latency_p99_ms"), ("img/s", "throughput_ips"), ("init ms", "init_ms"),
     ("peak MiB", "peak_memory_mib"), ("GMACs", "gmacs"), ("ms/GMAC", "ms_per_gmac"), ("× baseline", "vs_baseline"),
 )
 
-DIGITS = {"gmacs": 3, "ms_per_gmac": 2, "vs_baseline": 3, "latency_median_ms": 2, "latency_p90_ms": 2}
+DIGITS = {"gmacs": 3, "ms_per_gmac": 2, "vs_baseline": 3, "latency_median_ms": 2, "latency_p90_ms": 2, "latency_p95_ms": 2,
+          "latency_p99_ms": 2}
 
 
 def _cell(row: dict, key: str | None) -> str:

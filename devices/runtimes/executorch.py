@@ -19,6 +19,44 @@ from ..input_shapes import AcceptedInputs
 from .runner import Runner
 
 _DELEGATE_BACKENDS = {"xnnpack": "XnnpackBackend"}
+# Delegates beyond XNNPACK: the runtime backend a program delegated to each needs, and what running it needs.
+# The pip wheel's runtime has neither, so such programs are produced here and run on devices that have them.
+DELEGATE_RUNTIMES = {
+    "vulkan": ("VulkanBackend",
+               "an Android GPU with Vulkan and an executor_runner built with -DEXECUTORCH_BUILD_VULKAN=ON"),
+    "coreml": ("CoreMLBackend",
+               "an Apple device (iOS or macOS) with an ExecuTorch runtime built with -DEXECUTORCH_BUILD_COREML=ON"),
+}
+
+
+def runtime_backend(backend: str | None) -> str | None:
+    """The runtime's backend id a program delegated to ``backend`` needs (None for non-delegates)."""
+    entry = DELEGATE_RUNTIMES.get(backend or "")
+    return entry[0] if entry else None
+
+
+def delegate_available_here(backend: str) -> bool:
+    """Whether this host's ExecuTorch runtime has the delegate's backend registered."""
+    try:
+        from executorch.runtime import Runtime
+
+        return bool(Runtime.get().backend_registry.is_available(DELEGATE_RUNTIMES[backend][0]))
+    except Exception:
+        return False
+
+
+def delegate_runs_here(backend: str) -> tuple[bool, str]:
+    """(whether a program delegated to ``backend`` runs on this host, why not) — for parity."""
+    if backend in DELEGATE_RUNTIMES and not delegate_available_here(backend):
+        return False, (f"this host's ExecuTorch runtime has no {runtime_backend(backend)}; running the program "
+                       f"needs {DELEGATE_RUNTIMES[backend][1]}")
+    return True, ""
+
+
+def cannot_run_here(backend: str, where: str) -> DeviceError:
+    """The error for a delegated program on a device without its engine."""
+    return DeviceError(f"cannot run here: a {backend}-delegated .pte needs {DELEGATE_RUNTIMES[backend][1]}; "
+                       f"{where} has none", "run it on such a device, or export with --backend xnnpack for this one")
 # Constant methods mobexport writes into each program: min, max and step of the sizes it accepts.
 ACCEPTS_METHODS = ("mobexport_min_resolution", "mobexport_max_resolution", "mobexport_resolution_stride")
 
@@ -49,8 +87,10 @@ class ExecuTorchRunner(Runner):
         if not self.path.is_file():
             raise DeviceError(f"no ExecuTorch program at '{self.path}'", "export one with --target executorch")
         runtime = Runtime.get()
-        needed = _DELEGATE_BACKENDS.get(self.backend or "")
+        needed = _DELEGATE_BACKENDS.get(self.backend or "") or runtime_backend(self.backend)
         if needed and not runtime.backend_registry.is_available(needed):
+            if self.backend in DELEGATE_RUNTIMES:
+                raise cannot_run_here(self.backend, "this host")
             raise DeviceError(f"this ExecuTorch runtime has no {needed}",
                               "reinstall executorch from pip, or export with --backend portable")
         if self.threads > 0:

@@ -1,117 +1,98 @@
-"""Fixtures for device tests: a sandboxed fake phone behind the fake ``adb``, tiny ONNX models."""
+"""Fixtures for device tests: an emulated phone behind the real ``adb`` client, tiny ONNX models.
+
+``phone`` starts the adbd emulator of ``tests/devices/adbd`` on 127.0.0.1,
+a private adb server (``ANDROID_ADB_SERVER_PORT`` set to a free port, HOME a
+temporary directory so no real key or device list is touched) and attaches
+the phone with ``adb connect``; at teardown the server is killed with
+``adb kill-server`` and the emulator stopped.
+"""
 
 from __future__ import annotations
 
-import json
 import os
-import sys
+import shutil
+import socket
+import subprocess
 from pathlib import Path
 
 import pytest
 
-FIXTURES = Path(__file__).parent / "fixtures"
-FAKE_ADB = FIXTURES / "fake_adb"
-FAKE_ORT_PERF_TEST = FIXTURES / "fake_onnxruntime_perf_test"
-FAKE_EXECUTOR_RUNNER = FIXTURES / "fake_executor_runner"
-FAKE_BENCHMARK_MODEL = FIXTURES / "fake_benchmark_model"
-SERIAL = "FAKE0001"
+from .adbd import AdbdEmulator, PhoneSpec
 
-PIXEL_PROPS = {
-    "ro.product.model": "Pixel 8",
-    "ro.product.manufacturer": "Google",
-    "ro.soc.manufacturer": "Google",
-    "ro.soc.model": "Tensor G3",
-    "ro.board.platform": "zuma",
-    "ro.product.cpu.abi": "arm64-v8a",
-    "ro.build.version.release": "14",
-    "ro.build.version.sdk": "34",
-    "ro.build.fingerprint": "google/shiba/shiba:14/AP2A.240805.005/12025142:user/release-keys",
-}
-# Tensor G3: 4 little, 4 mid, 1 prime core (kHz).
-PIXEL_FREQS = [1704000] * 4 + [2367000] * 4 + [2910000]
+ADB = shutil.which("adb")
+needs_adb = pytest.mark.skipif(ADB is None, reason="the adb client is not installed (apt-get install adb)")
+ARM64 = 183
 
 
-class FakePhones:
-    """The sandbox the fake adb reads: devices, their files, and what adb was asked."""
+def fake_elf(path: Path, machine: int = ARM64) -> Path:
+    """A file with a 64-bit little-endian ELF header for ``machine`` (183: aarch64), executable."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = bytearray(64)
+    header[:4] = b"\x7fELF"
+    header[4], header[5] = 2, 1
+    header[18:20] = machine.to_bytes(2, "little")
+    path.write_bytes(bytes(header))
+    path.chmod(0o755)
+    return path
 
-    def __init__(self, home: Path):
-        self.home = home
-        (home / "devices").mkdir(parents=True)
-        self._save({"devices": {}})
 
-    def _load(self) -> dict:
-        return json.loads((self.home / "state.json").read_text())
+def runner_binaries(directory: Path, machine: int = ARM64) -> dict[str, Path]:
+    """Runner "builds" for the phone's ABI: the emulated phone runs its host-side stand-ins in their place."""
+    return {"executorch": fake_elf(directory / "executor_runner", machine),
+            "onnx": fake_elf(directory / "onnxruntime_perf_test", machine),
+            "litert": fake_elf(directory / "benchmark_model", machine)}
 
-    def _save(self, state: dict) -> None:
-        (self.home / "state.json").write_text(json.dumps(state, indent=1))
 
-    def add(self, serial: str = SERIAL, state: str = "device", props: dict | None = None,
-            freqs: list[int] | None = None, governor: str = "sched_pixel",
-            temps: dict[str, tuple[str, int]] | None = None, **behaviour) -> Path:
-        """A phone with its /sys tree; ``temps``: zone -> (type, millidegrees)."""
-        root = self.home / "devices" / serial
-        for index, khz in enumerate(PIXEL_FREQS if freqs is None else freqs):
-            cpufreq = root / f"sys/devices/system/cpu/cpu{index}/cpufreq"
-            cpufreq.mkdir(parents=True)
-            (cpufreq / "cpuinfo_max_freq").write_text(f"{khz}\n")
-            (cpufreq / "scaling_governor").write_text(f"{governor}\n")
-        (root / "sys/devices/system/cpu/cpufreq").mkdir(parents=True, exist_ok=True)  # not a cpuN: ignored
-        zones = temps if temps is not None else {"thermal_zone0": ("BIG", 35000), "thermal_zone1": ("battery", 30000),
-                                                 "thermal_zone2": ("LITTLE", 33000)}
-        for zone, (kind, milli) in zones.items():
-            path = root / "sys/class/thermal" / zone
-            path.mkdir(parents=True)
-            (path / "type").write_text(f"{kind}\n")
-            (path / "temp").write_text(f"{milli}\n")
-        (root / "data/local/tmp").mkdir(parents=True)
-        (root / "proc").mkdir()
-        (root / "proc/cpuinfo").write_text("Processor\t: AArch64 Processor\nHardware\t: Tensor G3\n")
-        data = self._load()
-        data["devices"][serial] = {"state": state, "props": dict(PIXEL_PROPS if props is None else props), **behaviour}
-        self._save(data)
-        return root
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
-    def update(self, serial: str = SERIAL, **keys) -> None:
-        data = self._load()
-        data["devices"][serial].update(keys)
-        self._save(data)
 
-    def root(self, serial: str = SERIAL) -> Path:
-        return self.home / "devices" / serial
+class Phones:
+    """Emulated phones and the private adb server that sees them."""
 
-    def calls(self) -> list[list[str]]:
-        path = self.home / "calls.jsonl"
-        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    def __init__(self, tmp_path: Path):
+        self.tmp_path = tmp_path
+        self.emulators: list[AdbdEmulator] = []
 
-    def shell_commands(self) -> list[str]:
-        return [" ".join(c[c.index("shell") + 1:]) for c in self.calls() if "shell" in c]
+    def adb(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([ADB, *args], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
 
-    def taskset_masks(self) -> list[str]:
-        path = self.home / "taskset.log"
-        return path.read_text().split() if path.exists() else []
+    def add(self, spec: PhoneSpec | None = None, connect: bool = True, **emulator_options) -> AdbdEmulator:
+        emulator = AdbdEmulator(self.tmp_path / f"phone{len(self.emulators)}", spec, **emulator_options).start()
+        self.emulators.append(emulator)
+        if connect:
+            out = self.adb("connect", emulator.serial)
+            assert f"connected to {emulator.serial}" in out.stdout, out
+        return emulator
+
+    def close(self) -> None:
+        self.adb("kill-server")
+        for emulator in self.emulators:
+            emulator.stop()
 
 
 @pytest.fixture
-def phones(tmp_path, monkeypatch) -> FakePhones:
-    """An empty fake-adb world, with the fake adb first on PATH as ``adb``."""
-    home = tmp_path / "adb-home"
-    sandbox = FakePhones(home)
-    bin_dir = tmp_path / "adb-bin"
-    bin_dir.mkdir()
-    (bin_dir / "adb").symlink_to(FAKE_ADB)
-    monkeypatch.setenv("FAKE_ADB_HOME", str(home))
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.delenv("ANDROID_SERIAL", raising=False)
-    for var in ("MOBEXPORT_EXECUTOR_RUNNER", "MOBEXPORT_ORT_PERF_TEST"):
+def phones(tmp_path, monkeypatch):
+    """No phone yet: a private adb server (started by the first adb command) and the runner env cleared."""
+    if ADB is None:
+        pytest.skip("the adb client is not installed (apt-get install adb)")
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("ANDROID_ADB_SERVER_PORT", str(_free_port()))
+    for var in ("ANDROID_SERIAL", "MOBEXPORT_EXECUTOR_RUNNER", "MOBEXPORT_ORT_PERF_TEST", "MOBEXPORT_BENCHMARK_MODEL"):
         monkeypatch.delenv(var, raising=False)
-    return sandbox
+    world = Phones(tmp_path)
+    yield world
+    world.close()
 
 
 @pytest.fixture
-def phone(phones) -> FakePhones:
-    """One attached Pixel-like phone."""
-    phones.add()
-    return phones
+def phone(phones) -> AdbdEmulator:
+    """One emulated Pixel 8 attached over TCP."""
+    return phones.add()
 
 
 def tiny_onnx(path: Path, resolution: int = 32, classes: int = 10) -> Path:

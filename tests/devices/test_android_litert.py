@@ -1,4 +1,4 @@
-"""LiteRT on Android: ``benchmark_model``'s command line and log, and a case timed through the fake adb."""
+"""LiteRT on Android: ``benchmark_model``'s command line and log, and a case timed on the emulated phone."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from mobexport.devices.android_runners import RUNNERS, BenchmarkModel
 from mobexport.devices.device import CaseJob
 from mobexport.devices.measure import MeasurePolicy
 
-from .conftest import FAKE_BENCHMARK_MODEL
+from .conftest import runner_binaries
 
 LOG = """INFO: Graph: [/data/local/tmp/mobexport/m-96.tflite]
 INFO: Initialized session in 31.466ms.
@@ -54,7 +54,7 @@ def test_a_tflite_case_is_timed_on_the_phone(phone, tmp_path):
     model = tmp_path / "model.tflite"
     litert_torch.convert(module, (torch.randn(1, 3, 32, 32),)).export(str(model))
     policy = MeasurePolicy(min_time_s=0.02, min_iters=5, max_iters=40, warmup_time_s=0.0, min_warmup=2, max_warmup=4)
-    with AndroidDevice(runners={"litert": FAKE_BENCHMARK_MODEL}, sleep=lambda s: None) as d:
+    with AndroidDevice(runners=runner_binaries(tmp_path / "runners"), sleep=lambda s: None) as d:
         m = d.measure(CaseJob(kind="litert", model="tiny", resolution=32, artifact_path=model, policy=policy))
     assert len(m.samples_s) == 1 and m.samples_s[0] > 0 and m.init_s > 0
     assert "benchmark_model logs no per-run times" in m.conditions["notes"][0]

@@ -8,10 +8,10 @@ from mobexport.cli import main
 
 
 def test_lists_devices_and_reasons(phones, capsys):
-    phones.add()
+    emulated = phones.add()
     assert main(["devices"]) == 0
     out = capsys.readouterr().out
-    for fragment in ("local", "available", "adb:FAKE0001", "Pixel 8", "cuda", "macos:ALL", "unavailable"):
+    for fragment in ("local", "available", f"adb:{emulated.serial}", "Pixel 8", "cuda", "macos:ALL", "unavailable"):
         assert fragment in out
 
 

@@ -14,6 +14,8 @@ from mobexport.devices.macos import MacDevice
 from mobexport.devices.registry import DeviceOptions, get_device, survey
 from mobexport.errors import DeviceError
 
+from .adbd import PhoneSpec
+
 
 def test_names_map_to_devices():
     assert isinstance(get_device("local"), LocalDevice)
@@ -64,18 +66,20 @@ def test_coreml_prediction_on_a_mac():
 
 
 def test_survey_lists_every_kind(phones):
-    phones.add()
+    name = f"adb:{phones.add().serial}"
     rows = {r.name: r for r in survey()}
     assert rows["local"].available and "cores" in rows["local"].detail
-    assert rows["adb:FAKE0001"].available and "Pixel 8" in rows["adb:FAKE0001"].detail
-    assert "Tensor G3" in rows["adb:FAKE0001"].detail and "arm64-v8a" in rows["adb:FAKE0001"].detail
-    assert set(rows) == {"local", "cuda", "adb:FAKE0001", "macos:ALL"}
+    assert rows[name].available and "Pixel 8" in rows[name].detail
+    assert "Tensor G3" in rows[name].detail and "arm64-v8a" in rows[name].detail
+    assert set(rows) == {"local", "cuda", name, "macos:ALL"}
 
 
 def test_survey_explains_adb_problems(phones, monkeypatch, tmp_path):
-    phones.add("AAA", state="unauthorized")
+    locked = phones.add(PhoneSpec.from_fixture(locked=True), connect=False)
+    phones.adb("connect", locked.serial)
     rows = {r.name: r for r in survey()}
-    assert not rows["adb:AAA"].available and "accept the USB debugging prompt" in rows["adb:AAA"].detail
+    name = f"adb:{locked.serial}"
+    assert not rows[name].available and "accept the USB debugging prompt" in rows[name].detail
     monkeypatch.setenv("PATH", str(tmp_path))
     rows = {r.name: r for r in survey()}
     assert not rows["adb"].available and "adb not found on PATH" in rows["adb"].detail

@@ -21,19 +21,23 @@ from __future__ import annotations
 
 import logging
 import warnings
+from functools import partial
 from pathlib import Path
 
 from mobexport.config import ExportConfig
 from mobexport.devices.runtimes import EXECUTORCH
-from mobexport.devices.runtimes.executorch import ACCEPTS_METHODS
+from mobexport.devices.runtimes.executorch import ACCEPTS_METHODS, delegate_runs_here
 from mobexport.errors import ExportError, TargetOptionError, first_line
 from mobexport.kernels.lowering import decomposition_table, prepare_fused_ops
 
 from .delegation import delegation_coverage, partitioner_reasons
 from ..base import Lowered, Target
+from .backends import DELEGATES, partitioner_for
 from .options import BACKENDS, ExecuTorchOptions
 from .quantizers import QUANTIZERS
 from ...trace import TracedProgram, example_input
+
+ETRECORD_NAME = "etrecord.bin"
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +68,11 @@ class ExecuTorchTarget(Target):
 
     def lower(self, traced: TracedProgram, config: ExportConfig, out_dir: Path) -> Lowered:
         backend = self.options(config).backend
+        etrecord = self.options(config).etrecord  # for on-device profiles (ETDump rows -> graph nodes)
         notes: list[str] = []
         fallback: TracedProgram | None = None
         try:
-            lowered = lower_program(traced.program, backend, accepted_constants(traced))
+            lowered = lower_program(traced.program, backend, accepted_constants(traced), etrecord)
         except Exception as exc:
             if not traced.dynamic:
                 raise _export_error(exc, backend) from exc
@@ -77,7 +82,7 @@ class ExecuTorchTarget(Target):
             fallback = static_program(traced, reason)
             notes.append(f"lowered static {traced.resolution}: {backend} could not take dynamic height/width ({reason})")
             try:
-                lowered = lower_program(fallback.program, backend, accepted_constants(fallback))
+                lowered = lower_program(fallback.program, backend, accepted_constants(fallback), etrecord)
             except Exception as exc2:
                 raise _export_error(exc2, backend) from exc2
 
@@ -85,17 +90,21 @@ class ExecuTorchTarget(Target):
         path = Path(out_dir) / self.file_name
         with open(path, "wb") as f:
             manager.write_to_file(f)
+        if etrecord:
+            manager.get_etrecord().save(str(Path(out_dir) / ETRECORD_NAME))
         if backend == "xnnpack" and coverage.portable_ops_on_activations:
             slow = coverage.portable_ops_on_activations
             top = ", ".join(f"{name} x{count}" for name, count in list(slow.items())[:5])
             notes.append(f"{sum(slow.values())} op(s) on activations left on slow portable kernels: {top}")
         details = {
             "backend": backend,
+            **({"etrecord": ETRECORD_NAME} if etrecord else {}),
             **coverage.to_dict(),
             **memory_plan(manager),
             **signature,
         }
-        return Lowered(path=path, kind=EXECUTORCH, details=details, notes=notes, traced=fallback)
+        return Lowered(path=path, kind=EXECUTORCH, details=details, notes=notes, traced=fallback,
+                       runnable=partial(delegate_runs_here, backend))
 
 
 def accepted_constants(traced: TracedProgram) -> dict[str, int]:
@@ -104,8 +113,12 @@ def accepted_constants(traced: TracedProgram) -> dict[str, int]:
             ACCEPTS_METHODS[2]: traced.stride if traced.dynamic else 1}
 
 
-def lower_program(program, backend: str, constants: dict[str, int] | None = None):
-    """Lower ``program`` for ``backend``: (ExecutorchProgramManager, coverage, I/O signature)."""
+def lower_program(program, backend: str, constants: dict[str, int] | None = None, etrecord: bool = False):
+    """Lower ``program`` for ``backend``: (ExecutorchProgramManager, coverage, I/O signature).
+
+    ``etrecord``: keep an ETRecord in the manager (``manager.get_etrecord()``) so that an ETDump of the
+    program can be mapped back to graph nodes.
+    """
     from executorch.exir import to_edge_transform_and_lower
 
     partitioners = []
@@ -113,10 +126,13 @@ def lower_program(program, backend: str, constants: dict[str, int] | None = None
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
 
         partitioners.append(XnnpackPartitioner())
+    elif backend in DELEGATES:
+        partitioners.append(partitioner_for(backend))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with partitioner_reasons() as reasons:
-            edge = to_edge_transform_and_lower(program, partitioner=partitioners, constant_methods=constants)
+            edge = to_edge_transform_and_lower(program, partitioner=partitioners, constant_methods=constants,
+                                               generate_etrecord=etrecord)
         # Coverage is read from the partitioned edge graph, before memory planning adds alloc nodes.
         edge_program = edge.exported_program()
         coverage = delegation_coverage(edge_program, backend, reasons if partitioners else None)

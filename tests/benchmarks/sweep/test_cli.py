@@ -10,7 +10,7 @@ import pytest
 
 from mobexport.cli import main
 
-from ...devices.conftest import FAKE_ORT_PERF_TEST, phone, phones  # noqa: F401  (fixtures)
+from ...devices.conftest import phone, phones, runner_binaries  # noqa: F401  (fixtures)
 
 SMALL = "mobilenet_v3_small_100"
 # One model and no baseline measured: no latency x baseline plot (test_sweep_plots covers it).
@@ -82,7 +82,7 @@ def test_phone_runner_missing_or_for_another_abi(phone, capsys, tmp_path):  # no
 def test_artifact_device_mismatch(phone, capsys, tmp_path):  # noqa: F811
     status, _, err = run(capsys, "--models", SMALL, "--targets", "pytorch", "--resolutions", "96", "--device", "adb",
                          "--out", str(tmp_path / "out"))
-    assert_one_line_error(status, err, "pytorch artifacts cannot run on device 'adb:FAKE0001'", "--device local")
+    assert_one_line_error(status, err, f"pytorch artifacts cannot run on device 'adb:{phone.serial}'", "--device local")
 
 
 def test_list_suites(capsys):
@@ -114,14 +114,15 @@ def test_eager_sweep_writes_every_output_and_resumes(capsys, tmp_path):
 
 
 @pytest.mark.slow
-def test_onnx_sweep_on_the_fake_phone(phone, capsys, tmp_path):  # noqa: F811
-    """Export with the pipeline, push, pin, run and parse through the fake adb."""
+def test_onnx_sweep_on_the_emulated_phone(phone, capsys, tmp_path):  # noqa: F811
+    """Export with the pipeline, push, pin, run and parse through the real adb client and the emulated phone."""
     out = tmp_path / "bench"
-    status, stdout, err = run(capsys, *SWEEP, "--device", "adb", "--ort-perf-test", str(FAKE_ORT_PERF_TEST),
+    ort = runner_binaries(tmp_path / "runners")["onnx"]
+    status, stdout, err = run(capsys, *SWEEP, "--device", f"adb:{phone.serial}", "--ort-perf-test", str(ort),
                               "--min-time", "0.05", "--out", str(out))
     assert status == 0, err
     record = json.loads((out / "results.jsonl").read_text())
-    assert record["case"]["device"] == "adb:FAKE0001" and record["device_info"]["soc"] == "Google Tensor G3"
+    assert record["case"]["device"] == f"adb:{phone.serial}" and record["device_info"]["soc"] == "Google Tensor G3"
     assert record["conditions"]["taskset_mask"] == "1f0" and record["peak_memory_bytes"] > 0
     assert (out / "artifacts/r96" / SMALL / "onnx/manifest.json").is_file()
 

@@ -21,7 +21,8 @@ from mobexport.errors import ExportError
 from mobexport.export.artifact import Artifact
 from mobexport.manifest import Manifest, sha256_tree
 
-from ...devices.conftest import FAKE_ORT_PERF_TEST, phone, phones, tiny_onnx  # noqa: F401  (fixtures)
+from ...devices.adbd import PhoneSpec
+from ...devices.conftest import phone, phones, runner_binaries, tiny_onnx  # noqa: F401  (fixtures)
 
 QUICK = MeasurePolicy(min_time_s=0.03, min_iters=5, max_iters=100, warmup_time_s=0.0, min_warmup=2)
 
@@ -101,17 +102,17 @@ def test_cases_are_shuffled_reproducibly():
     assert len(set(cases)) == 12
 
 
-def test_a_phone_that_disconnects_keeps_the_finished_cases(phone, tmp_path):  # noqa: F811
-    phone.update(disconnect_on_run=3)                      # the second case's probe run never returns
+def test_a_phone_that_disconnects_keeps_the_finished_cases(phones, tmp_path):  # noqa: F811
+    emulated = phones.add(PhoneSpec.from_fixture(disconnect_on_run=3))   # it hangs up as case 2's probe run starts
     out = tmp_path / "bench"
-    device = AndroidDevice(runners={"onnx": FAKE_ORT_PERF_TEST}, sleep=lambda s: None)
+    device = AndroidDevice(runners=runner_binaries(tmp_path / "runners"), sleep=lambda s: None, reconnect_wait_s=0)
     device.require()
     with pytest.raises(DeviceDisconnectedError, match="disconnected"):
         with device:
             run_sweep(plan([16, 24], device=device.name), device, out, QUICK,
                       prepare_case=FakeExporter(tmp_path / "artifacts"))
     records = read_records(out / "results.jsonl")
-    assert len(records) == 1 and records[0].status == "ok" and records[0].case.device == "adb:FAKE0001"
+    assert len(records) == 1 and records[0].status == "ok" and records[0].case.device == f"adb:{emulated.serial}"
     assert records[0].device_info["model"] == "Pixel 8"
     assert records[0].conditions["taskset_mask"] == "1f0"
 

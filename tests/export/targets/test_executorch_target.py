@@ -163,11 +163,11 @@ def test_dynamic_lowering_failure_falls_back_to_static_with_a_note(tmp_path, mon
     real = executorch_target.lower_program
     calls = []
 
-    def refuse_dynamic(program, backend, constants=None):
+    def refuse_dynamic(program, backend, constants=None, etrecord=False):
         calls.append(constants)
         if len(calls) == 1:
             raise RuntimeError("XNNPACK cannot take symbolic sizes here")
-        return real(program, backend, constants)
+        return real(program, backend, constants, etrecord)
 
     monkeypatch.setattr(executorch_target, "lower_program", refuse_dynamic)
     config = ExportConfig(model=SMALL, target="executorch", target_options={"backend": "xnnpack"})
