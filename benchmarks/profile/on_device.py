@@ -2,7 +2,7 @@
 
 Each model is exported here exactly as the host profile exports it (static,
 ``--resolution``, ``--passes``; ExecuTorch with XNNPACK), pushed, run once
-under the runner's own profiler and read back (``devices/android_profile.py``);
+under the runner's own profiler and read back (``benchmarks/profile/on_phone.py``);
 the table and stacked bars are the host profiler's.
 """
 
@@ -17,7 +17,7 @@ from mobexport.errors import DeviceError
 def device_profiles(args, work: Path) -> list[dict]:
     from mobexport.config import ExportConfig
     from mobexport.devices.android import AndroidDevice
-    from mobexport.devices.android_profile import profile_on_device
+    from .on_phone import profile_on_device
     from mobexport.export.pipeline import export_model
 
     runners = {"executorch": args.executor_runner, "onnx": args.ort_perf_test}

@@ -8,7 +8,7 @@ import pytest
 
 from mobexport.cli import main
 from mobexport.devices.android import AndroidDevice
-from mobexport.devices.android_profile import profile_on_device
+from mobexport.benchmarks.profile.on_phone import profile_on_device
 
 from .conftest import runner_binaries, tiny_onnx
 

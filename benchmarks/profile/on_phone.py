@@ -22,9 +22,9 @@ from pathlib import Path
 
 from mobexport.errors import DeviceError, MissingDependencyError
 
-from .android import DEVICE_DIR, AndroidDevice, cpu_mask
-from .device import CaseFailed, CaseJob
-from .measure import MeasurePolicy
+from mobexport.devices.android import DEVICE_DIR, AndroidDevice, cpu_mask
+from mobexport.devices.device import CaseFailed, CaseJob
+from mobexport.devices.measure import MeasurePolicy
 
 ETDUMP_NAME = "trace.etdp"
 ORT_PROFILE_PREFIX = "ort_profile"
@@ -33,7 +33,7 @@ ORT_PROFILE_PREFIX = "ort_profile"
 def profile_on_device(device: AndroidDevice, kind: str, artifact: Path, model: str, resolution: int, runs: int,
                       threads: int, etrecord: Path | None = None) -> dict:
     """One model's per-op profile on ``device`` (``kind``: onnx or executorch)."""
-    from mobexport.benchmarks.op_profile import etdump_per_op_kind, per_op_type, profile_events
+    from .ops import etdump_per_op_kind, per_op_type, profile_events
 
     if kind not in ("onnx", "executorch"):
         raise DeviceError(f"per-op profiles on a phone are for onnx and executorch artifacts, not {kind}",
