@@ -222,7 +222,7 @@ COMMANDS: dict[str, Command] = {
     "passes": Command("list the graph passes --passes can name",
                       "mobexport passes", _cmd_passes),
     "devices": Command("list the benchmark devices available here, and why the others are not",
-                       "mobexport devices", _lazy("mobexport.devices.cli:main")),
+                       "mobexport devices", _lazy("mobexport.devices_cli:main")),
     "bench": Command("resolution sweeps on a device: latency curves, summary and plots",
                      "mobexport bench --suite smoke --out bench-out", _lazy("mobexport.benchmarks.sweep.cli:main")),
     "cluster": Command("join this host to a Ray cluster with its devices as resources (bench --cluster)",

@@ -11,7 +11,7 @@ from rich.table import Table
 from mobexport.consoles import stdout_console
 from mobexport.options import ArgumentParser, add_verbosity_options, existing_file
 
-from .registry import DeviceOptions, survey
+from mobexport.devices.registry import DeviceOptions, survey
 
 
 def parser() -> argparse.ArgumentParser:
