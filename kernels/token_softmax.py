@@ -1,7 +1,7 @@
 """``mobexport::token_softmax``: softmax over the token axis of [N, T, P] attention scores.
 
 Mobile<-Former's pixels each attend over a handful of tokens (T <= 6): after
-``projection_free_attention`` the scores are ``s[n, t, p]`` with the pixels P
+``attention_to_bmm`` (its Mobile<-Former rule) the scores are ``s[n, t, p]`` with the pixels P
 last (the feature map's own layout), and the softmax runs over the short
 middle axis. No single ATen spelling of that is best everywhere, which is why
 it is an op of its own with one lowering per target, each the fastest we
