@@ -11,7 +11,8 @@ Only the ops in :data:`FOLDABLE` are evaluated (views, elementwise
 arithmetic, linear algebra, normalizations: ops whose result is the same on
 every runtime), never one with a symbolic size among its arguments, and
 never one whose result has more than :data:`MAX_FOLDED_ELEMENTS` elements (a
-``repeat`` or ``expand`` could turn a small parameter into a large one).
+``repeat`` or ``expand`` could turn a small parameter into a large one: such
+a site is skipped with that reason).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from __future__ import annotations
 import torch
 import torch.fx
 
-from .base import GraphPass, PassResult
+from .base import GraphPass, PassResult, check
 from .builder import add_constant
 from .ops import DIVS, LINEAR, MULS, VIEW_OPS, attr_value
 
@@ -65,8 +66,10 @@ class FoldConstantsPass(GraphPass):
         constant = lambda n: attr_value(gm, n)  # noqa: E731
         with torch.no_grad():
             value = node.target(*torch.fx.node.map_arg(node.args, constant), **torch.fx.node.map_arg(node.kwargs, constant))
-        if not isinstance(value, torch.Tensor) or value.numel() > MAX_FOLDED_ELEMENTS:
+        if not isinstance(value, torch.Tensor):
             return None
+        check(value.numel() <= MAX_FOLDED_ELEMENTS,
+              f"constant of {value.numel()} elements is larger than {MAX_FOLDED_ELEMENTS}: computed at run time")
         return node, value
 
     def rewrite(self, gm, site, result: PassResult) -> None:
