@@ -49,7 +49,7 @@ from mobexport.export.passes.dynamic_relu.static_prelu import relu_form
 from mobexport.export.passes.fold_batchnorm import FoldBatchnormPass
 from mobexport.export.passes.fold_dynamic_relu import FoldDynamicReluPass
 from mobexport.export.passes.manager import run_passes
-from mobexport.export.passes.ops import MAXIMUM, MUL
+from mobexport.export.passes.ops import MAXIMUM, MAXIMUMS, MUL
 from mobexport.export.trace import TracedProgram, example_input, trace
 from mobexport.models import create_model, get_spec
 from mobexport.models.mobile_former import DynamicReLU, DynamicReLUHyper
@@ -74,7 +74,7 @@ class MaxFormPass(GraphPass):
         self.form = form
 
     def candidates(self, gm):
-        return [] if self.form == "maximum" else call_nodes(gm, MAXIMUM)
+        return [] if self.form == "maximum" else call_nodes(gm, MAXIMUMS)
 
     def match(self, gm, node) -> Site | None:
         site = find_site(node)

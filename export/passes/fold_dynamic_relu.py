@@ -46,7 +46,7 @@ from .builder import NodeBuilder
 from .dynamic_relu.coefficients import Coefficient, trace_coefficient
 from .dynamic_relu.site import Site, check_site, find_site
 from .dynamic_relu.static_prelu import static_prelu
-from .ops import LINEAR, MAXIMUM, MUL, attr_value, input_dependent
+from .ops import LINEAR, MAXIMUM, MAXIMUMS, MUL, attr_value, input_dependent
 
 aten = torch.ops.aten
 
@@ -79,7 +79,7 @@ class FoldDynamicReluPass(GraphPass):
         return {"form": "maximum", "hyper_functions_folded": 0, "static": 0}
 
     def candidates(self, gm):
-        return call_nodes(gm, MAXIMUM)
+        return call_nodes(gm, MAXIMUMS)
 
     def match(self, gm, node: torch.fx.Node) -> Site | None:
         site = find_site(node)

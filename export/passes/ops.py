@@ -29,6 +29,7 @@ MATMUL = aten.matmul.default
 BMM = aten.bmm.default
 SOFTMAXES = (aten.softmax.int, aten._softmax.default)
 MAXIMUM = aten.maximum.default
+MAXIMUMS = (MAXIMUM, aten.max.other)  # torch.maximum(a, b); torch.max(a, b) and a.max(b)
 UNBIND = aten.unbind.int
 GETITEM = operator.getitem
 
@@ -45,11 +46,13 @@ ACTIVATIONS = (aten.relu.default, aten.relu_.default, aten.hardtanh.default, ate
                aten.hardswish.default, aten.hardswish_.default, aten.gelu.default, aten.silu.default,
                aten.silu_.default, aten.sigmoid.default, aten.hardsigmoid.default)
 
-# Ops that only re-index their first argument (no arithmetic).
+# Ops that only re-index their first argument (no arithmetic). ``contiguous`` copies into
+# another memory layout: the same values at the same indices, so a replay treats it as a view.
 VIEW_OPS = (
     aten.flatten.using_ints, aten.unflatten.int, aten.transpose.int, aten.permute.default,
     aten.view.default, aten.reshape.default, aten._unsafe_view.default, aten.reshape_as.default,
     aten.view_as.default, aten.unsqueeze.default, aten.squeeze.dim, aten.select.int,
+    aten.contiguous.default,
 )
 
 

@@ -8,7 +8,7 @@ import torch
 import torch.fx
 
 from ..base import check
-from ..ops import MAXIMUM, MUL, is_call
+from ..ops import MAXIMUMS, MUL, is_call
 
 
 @dataclass
@@ -22,7 +22,7 @@ class Site:
 
 def find_site(node: torch.fx.Node) -> Site | None:
     """A DY-ReLU candidate: a maximum of two products that share a factor."""
-    if not is_call(node, MAXIMUM):
+    if not is_call(node, MAXIMUMS):
         return None
     m1, m2 = node.args[:2]
     if not all(is_call(m, MUL) and len(m.args) == 2 for m in (m1, m2)):
