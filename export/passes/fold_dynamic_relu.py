@@ -18,7 +18,8 @@ the clamp and from there into the Linear's rows::
 The chunk becomes two Linear layers (one per half, each a row slice of ``W``)
 and the hardsigmoid, two subtractions, two multiplications and an addition
 per DY-ReLU become two clamps (``dynamic_relu/coefficients.py`` reads any
-chain of scalar steps, one clamp, slices and unsqueezes). The max stays
+chain of scalar steps, one clamp, slices and unsqueezes, back to a Linear or
+an ungrouped conv, e.g. a 1x1 conv on the pooled map). The max stays
 ``max(a1 x, a2 x)``: three full-map ops, the same count as the other
 standard-op forms, and the only one whose every op XNNPACK's delegate takes
 (``where`` leaves it). Other spellings of the max are a study
@@ -46,20 +47,20 @@ from .builder import NodeBuilder
 from .dynamic_relu.coefficients import Coefficient, trace_coefficient
 from .dynamic_relu.site import Site, check_site, find_site
 from .dynamic_relu.static_prelu import static_prelu
-from .ops import LINEAR, MAXIMUM, MAXIMUMS, MUL, attr_value, input_dependent
+from .ops import MAXIMUM, MAXIMUMS, MUL, attr_value, input_dependent
 
 aten = torch.ops.aten
 
 
 def folded_slope(emit: NodeBuilder, co: Coefficient, like: torch.fx.Node) -> torch.fx.Node:
     """``clamp(W' r + b', lo, hi)`` unsqueezed as the slope it replaces (``like``)."""
-    linear = co.linear
-    weight = attr_value(emit.gm, linear.args[1]).double()
-    bias_node = linear.args[2] if len(linear.args) > 2 else None
+    layer = co.layer
+    weight = attr_value(emit.gm, layer.args[1]).double()
+    bias_node = layer.args[2] if len(layer.args) > 2 else None
     bias = attr_value(emit.gm, bias_node).double() if bias_node is not None else torch.zeros(weight.shape[0]).double()
     w = emit.constant("dyrelu_weight", (co.scale * weight[co.start:co.stop]).float())
     b = emit.constant("dyrelu_bias", (co.scale * bias[co.start:co.stop] + co.shift).float())
-    steps = [(LINEAR, (linear.args[0], w, b))]
+    steps = [(layer.target, (layer.args[0], w, b, *layer.args[3:]))]  # the Linear or conv, rows sliced
     if co.bounds is not None:
         steps.append((aten.clamp.default, tuple(None if math.isinf(v) else v for v in co.bounds)))
     steps += [(aten.unsqueeze.default, (d,)) for d in co.unsqueeze]

@@ -1,6 +1,8 @@
 """The slope of a Dynamic ReLU as one affine map of its hyper-function's Linear, clamped.
 
-A slope ``a`` is read back from the Linear that makes it (``z = W r + b``)
+A slope ``a`` is read back from the layer that makes it (``z = W r + b``: a
+Linear, or an ungrouped conv such as a 1x1 conv on the pooled map, whose
+output channels are rows of ``W`` just the same)
 through any chain of scalar add/sub/mul/div, at most one clamp (hardsigmoid,
 hardtanh, clamp, relu), chunk/split/slice of the Linear's feature dimension
 and unsqueezes. For ``k > 0``, ``k clamp(u, lo, hi) + m = clamp(k u + m,
@@ -18,7 +20,7 @@ import torch
 import torch.fx
 
 from ..base import check
-from ..ops import ADDS, DIVS, GETITEM, LINEAR, MULS, SPLITS, SUBS, attr_value
+from ..ops import ADDS, CONV2D_ANY, DIVS, GETITEM, LINEAR, MULS, SPLITS, SUBS, attr_value, conv_arguments, is_call
 
 aten = torch.ops.aten
 
@@ -27,7 +29,7 @@ aten = torch.ops.aten
 class Coefficient:
     """A slope as ``clamp(scale * (W r + b)[start:stop] + shift, lo, hi)``, then ``unsqueeze(dims)``."""
 
-    linear: torch.fx.Node
+    layer: torch.fx.Node  # the Linear or conv computing ``W r + b``
     start: int
     stop: int
     scale: float = 1.0
@@ -75,13 +77,19 @@ def _clamp_step(node: torch.fx.Node) -> tuple[torch.fx.Node, float, float, float
     return None
 
 
+def _is_layer(node: torch.fx.Node) -> bool:
+    """A Linear, or a conv whose output channels each read every input channel (rows of ``W``)."""
+    return is_call(node, LINEAR) or (is_call(node, CONV2D_ANY) and conv_arguments(node)["groups"] == 1)
+
+
 def trace_coefficient(gm: torch.fx.GraphModule, a: torch.fx.Node) -> Coefficient:
-    """Read the path from a constant-weight Linear to the slope ``a``; raise :class:`Mismatch` if it is not foldable."""
+    """Read the path from a constant-weight Linear (or conv) to the slope ``a``; :class:`Mismatch` if not foldable."""
     chain: list[torch.fx.Node] = []
     node = a
-    while not (node.op == "call_function" and node.target is LINEAR):
+    while not _is_layer(node):
         check(node.op == "call_function", f"{node.name} is not computed from a linear layer")
-        check(len(node.users) == 1, f"{node.name} has other users")
+        sliced_twice = bool(chain) and all(u.target is aten.slice.Tensor for u in node.users)  # a[:, :C], a[:, C:]
+        check(len(node.users) == 1 or sliced_twice, f"{node.name} has other users")
         chain.append(node)
         if node.target is GETITEM:
             split = node.args[0]
@@ -98,24 +106,24 @@ def trace_coefficient(gm: torch.fx.GraphModule, a: torch.fx.Node) -> Coefficient
             upstream = step[0]
         check(isinstance(upstream, torch.fx.Node), f"{node.name} has no tensor input")
         node = upstream
-    linear = node
-    weight = attr_value(gm, linear.args[1])
-    check(weight is not None and weight.dim() == 2, "the linear layer's weight is not a constant")
-    check(len(linear.args) < 3 or linear.args[2] is None or attr_value(gm, linear.args[2]) is not None,
+    layer = node
+    weight = attr_value(gm, layer.args[1])
+    check(weight is not None and weight.dim() == (2 if layer.target is LINEAR else 4),
+          "the linear layer's weight is not a constant")
+    check(len(layer.args) < 3 or layer.args[2] is None or attr_value(gm, layer.args[2]) is not None,
           "the linear layer's bias is not a constant")
     val = a.meta.get("val")
     check(val is not None, f"{a.name} has no shape information")
-    rank = val.dim() - sum(1 for n in chain if n.target is aten.unsqueeze.default)  # the Linear's output rank
-    coefficient = Coefficient(linear, 0, weight.shape[0])
-    _compose(coefficient, list(reversed(chain)), rank=rank)
+    rank = val.dim() - sum(1 for n in chain if n.target is aten.unsqueeze.default)  # the layer's output rank
+    coefficient = Coefficient(layer, 0, weight.shape[0])
+    _compose(coefficient, list(reversed(chain)), rank=rank, feature=rank - 1 if layer.target is LINEAR else 1)
     return coefficient
 
 
-def _compose(co: Coefficient, chain: list[torch.fx.Node], rank: int) -> None:
-    """Compose ``chain`` (from the Linear's output forward) into ``co``."""
+def _compose(co: Coefficient, chain: list[torch.fx.Node], rank: int, feature: int) -> None:
+    """Compose ``chain`` (from the layer's output, whose feature dimension is ``feature``, forward) into ``co``."""
     inner = [1.0, 0.0]  # m, c before the clamp
     outer = [1.0, 0.0]  # m, c after it
-    feature = rank - 1  # where the Linear's feature dimension is now
     pending_split: torch.fx.Node | None = None
     for node in chain:
         if node.target in SPLITS:
