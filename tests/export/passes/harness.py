@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.fx
+from torch.utils._pytree import tree_leaves
 
 from mobexport.export.passes.base import GraphPass, PassResult
 
@@ -33,7 +34,9 @@ def outputs(gm: torch.fx.GraphModule, inputs: list[torch.Tensor]) -> list[torch.
         return [gm(x) for x in inputs]
 
 
-def assert_same_outputs(before: list[torch.Tensor], after: list[torch.Tensor]) -> None:
+def assert_same_outputs(before: list, after: list) -> None:
+    """Each output (tensors, or tuples of them) within the verify tolerance of its reference's scale."""
+    before, after = tree_leaves(before), tree_leaves(after)
     assert len(before) == len(after)
     for a, b in zip(before, after):
         assert a.shape == b.shape
