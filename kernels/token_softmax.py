@@ -1,11 +1,11 @@
 """``mobexport::token_softmax``: softmax over the token axis of [N, T, P] attention scores.
 
 Mobile<-Former's pixels each attend over a handful of tokens (T <= 6): after
-``projection_free_attention`` the scores are ``s[n, t, p]`` with the pixels P
+``attention_to_bmm`` (its Mobile<-Former rule) the scores are ``s[n, t, p]`` with the pixels P
 last (the feature map's own layout), and the softmax runs over the short
 middle axis. No single ATen spelling of that is best everywhere, which is why
 it is an op of its own with one lowering per target, each the fastest we
-measured there (``benchmarks/passes_benchmark.py --kernels``; 24x56x56 map, T=6,
+measured there (``benchmarks/studies/passes_benchmark.py --kernels``; 24x56x56 map, T=6,
 one thread, best of 180 runs on the 2-core AMD EPYC dev host):
 
 =============  ==========================================  ========  ==============
@@ -92,7 +92,7 @@ def unrolled_decomposition(scores: torch.Tensor) -> torch.Tensor:
     return aten.div.Tensor(exps, total)
 
 
-# Every spelling the lowerings were chosen from (benchmarks/kernel_lowerings_benchmark.py times them).
+# Every spelling the lowerings were chosen from (benchmarks/studies/kernel_lowerings_benchmark.py times them).
 CANDIDATES = {
     "reductions": reductions_decomposition,
     "transpose_softmax": xnnpack_decomposition,

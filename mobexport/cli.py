@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,11 +65,10 @@ def exit_status_text() -> str:
 # ----------------------------------------------------------------------------- export
 
 def _pass_ids() -> list[str]:
-    """Pass ids from the passes package's file names (the registry's convention), without importing torch."""
-    spec = importlib.util.find_spec("mobexport.export.passes")
-    folders = spec.submodule_search_locations if spec else []
-    return sorted(p.stem for folder in folders for p in Path(folder).glob("*.py")
-                  if p.stem not in ("__init__", "base", "registry", "manager"))
+    """Pass ids from the registry's explicit list, without importing torch."""
+    from mobexport.export.passes.registry import pass_ids
+
+    return pass_ids()
 
 
 def export_parser() -> argparse.ArgumentParser:

@@ -1,8 +1,18 @@
 """Which form of Dynamic ReLU runs fastest: ONNX Runtime and ExecuTorch-XNNPACK, side by side.
 
-``fold_dynamic_relu`` can write ``max(a1 x, a2 x)`` three ways (see its
-docstring); this script measures them against the untouched graph so the
-pass's default is a measured choice, not a guess::
+``max(a1 x, a2 x)`` can be written three ways with standard ops. With
+``p = max(a1, a2)`` and ``n = min(a1, a2)`` on the ``[B, C, 1, 1]`` slopes:
+for ``x >= 0`` the larger product is ``p x``, for ``x < 0`` it is ``n x``
+(multiplying by a negative number flips the order), so::
+
+    max(a1 x, a2 x) = x * where(x >= 0, p, n)          # form "where"
+                    = n x + (p - n) relu(x)            # form "relu"
+                    = max(a1 x, a2 x)                  # form "maximum": what fold_dynamic_relu writes
+
+The product pipeline writes only "maximum" (``fold_dynamic_relu``); the other
+two forms live here, as :class:`MaxFormPass` run after it. This script
+measures the three against the untouched graph (no result of it is recorded
+yet: ``docs/passes.md``)::
 
     python -m mobexport.benchmarks.studies.dynamic_relu_forms \\
         --models mobile_former_52m,mobile_former_294m --resolution 224
@@ -33,16 +43,54 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rich.table import Table
 
 from mobexport.devices.interleaved import time_interleaved
+from mobexport.export.passes.base import GraphPass, PassResult, call_nodes
+from mobexport.export.passes.builder import NodeBuilder
+from mobexport.export.passes.dynamic_relu.site import Site, check_site, find_site
+from mobexport.export.passes.dynamic_relu.static_prelu import relu_form
 from mobexport.export.passes.fold_batchnorm import FoldBatchnormPass
-from mobexport.export.passes.fold_dynamic_relu import FORMS, FoldDynamicReluPass
+from mobexport.export.passes.fold_dynamic_relu import FoldDynamicReluPass
 from mobexport.export.passes.manager import run_passes
+from mobexport.export.passes.ops import MAXIMUM, MAXIMUMS, MUL
 from mobexport.export.trace import TracedProgram, example_input, trace
 from mobexport.models import create_model, get_spec
 from mobexport.models.mobile_former import DynamicReLU, DynamicReLUHyper
 
 from mobexport.benchmarks.results.stats import summarize
 
+FORMS = ("where", "relu", "maximum")
 VARIANTS = ("original",) + FORMS
+
+aten = torch.ops.aten
+
+
+class MaxFormPass(GraphPass):
+    """Rewrites every DY-ReLU ``max(a1 x, a2 x)`` into ``form``; the max/min run on the small slopes."""
+
+    id = "study_dynamic_relu_max_form"
+    after = ("fold_dynamic_relu",)
+
+    def __init__(self, form: str):
+        if form not in FORMS:
+            raise ValueError(f"unknown DY-ReLU form {form!r}; choose from {', '.join(FORMS)}")
+        self.form = form
+
+    def candidates(self, gm):
+        return [] if self.form == "maximum" else call_nodes(gm, MAXIMUMS)
+
+    def match(self, gm, node) -> Site | None:
+        site = find_site(node)
+        if site is not None:
+            check_site(site)
+        return site
+
+    def rewrite(self, gm, site: Site, result: PassResult) -> None:
+        emit, x = NodeBuilder(gm, site.node), site.x
+        p, n = emit(MAXIMUM, *site.slopes), emit(aten.minimum.default, *site.slopes)
+        if self.form == "where":
+            y = emit(MUL, x, emit(aten.where.self, emit(aten.ge.Scalar, x, 0), p, n), like=site.node)
+        else:
+            y = relu_form(emit, x, n, emit(aten.sub.Tensor, p, n))
+        site.node.replace_all_uses_with(y)
 RUNTIMES = ("onnxruntime", "xnnpack")
 
 
@@ -82,8 +130,8 @@ def traced_case(case: str, resolution: int) -> tuple[TracedProgram, torch.Tensor
 
 
 def rewritten(base: TracedProgram, x: torch.Tensor, variant: str) -> tuple[TracedProgram, list]:
-    """``base`` with ``fold_batchnorm`` and, unless ``original``, ``fold_dynamic_relu`` in ``variant`` form."""
-    passes = [FoldBatchnormPass()] + ([] if variant == "original" else [FoldDynamicReluPass(variant)])
+    """``base`` with ``fold_batchnorm`` and, unless ``original``, ``fold_dynamic_relu`` and the max in ``variant`` form."""
+    passes = [FoldBatchnormPass()] + ([] if variant == "original" else [FoldDynamicReluPass(), MaxFormPass(variant)])
     gm = copy.deepcopy(base.program.module())
     results = run_passes(gm, passes)
     with warnings.catch_warnings():

@@ -1,4 +1,4 @@
-"""What a graph pass is and what it reports.
+"""What a graph pass is, the one loop that runs it, and what it reports.
 
 Passes rewrite the ATen graph of a ``torch.export`` program, so every target
 benefits. They work on the program's *unlifted* form (``program.module()``: a
@@ -6,16 +6,18 @@ benefits. They work on the program's *unlifted* form (``program.module()``: a
 folding constants a matter of writing new attributes; the pass manager
 re-exports the rewritten module into a program with the same dynamic shapes.
 
-Each pass splits its work the onnxscript way: find candidate sites
-(*pattern*), decide whether a site really matches (*check*, which explains a
-refusal in words), and *rewrite*. Ops are referred to by ``torch.ops.aten.*``
-objects, never by strings. Numerical equivalence is checked once, by the
+Every pass splits its work the onnxscript way, and :meth:`GraphPass.run` is
+the only loop: *candidates* (a cheap filter over the nodes), *match* (decide
+whether a candidate really is the pattern: ``None`` when it is not one at
+all, :class:`Mismatch` with the reason in words when it is but cannot be
+rewritten) and *rewrite*. Numerical equivalence is checked once, by the
 manager's verify mode and the tests, not inside each pass.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -64,60 +66,89 @@ def check(condition: bool, reason: str) -> None:
 
 
 class GraphPass(ABC):
-    """One rewrite. Subclasses set ``id`` (== file name) and ``after`` (ids that must run first)."""
+    """One rewrite. Subclasses set ``id``, ``after`` (ids that must run first) and ``description``."""
 
     id: str
     after: tuple[str, ...] = ()
     description: str = ""
 
     @abstractmethod
+    def candidates(self, gm: torch.fx.GraphModule) -> Iterable[torch.fx.Node]:
+        """Nodes where the pattern may be rooted, looked at one by one as the graph changes."""
+
+    @abstractmethod
+    def match(self, gm: torch.fx.GraphModule, node: torch.fx.Node):
+        """What :meth:`rewrite` needs at ``node``; ``None`` if it is not the pattern; :class:`Mismatch` to refuse."""
+
+    @abstractmethod
+    def rewrite(self, gm: torch.fx.GraphModule, site, result: PassResult) -> bool | None:
+        """Rewrite one matched site; return ``False`` when it turned out to change nothing."""
+
+    def start(self, gm: torch.fx.GraphModule) -> dict:
+        """The pass's own counters, before the first site (they end up in ``details``)."""
+        return {}
+
+    def finish(self, gm: torch.fx.GraphModule, result: PassResult) -> None:
+        """Facts about the rewritten graph, after the last site."""
+
     def run(self, gm: torch.fx.GraphModule) -> PassResult:
-        """Rewrite ``gm`` in place and report what was done."""
+        """Rewrite ``gm`` in place: every candidate is matched, then rewritten or skipped with its reason."""
+        result = PassResult(self.id, details=self.start(gm))
+        for node in list(self.candidates(gm)):
+            if getattr(node, "_erased", False):  # removed by an earlier rewrite
+                continue
+            try:
+                site = self.match(gm, node)
+            except Mismatch as why:
+                result.skip(node, str(why))
+                continue
+            if site is not None and self.rewrite(gm, site, result) is not False:
+                result.rewrites += 1
+        if result.changed:
+            finalize(gm)
+        self.finish(gm, result)
+        return result
 
     def __repr__(self) -> str:
         return f"<pass {self.id}>"
 
 
-def finalize(gm: torch.fx.GraphModule) -> None:
-    """Drop dead nodes and unused attributes, check the graph, regenerate code."""
+def call_nodes(gm: torch.fx.GraphModule, targets) -> Iterable[torch.fx.Node]:
+    """The graph's call_function nodes of ``targets``, in graph order (a snapshot, safe to rewrite under)."""
+    targets = targets if isinstance(targets, tuple) else (targets,)
+    return [n for n in gm.graph.nodes if n.op == "call_function" and n.target in targets]
+
+
+def finalize(gm: torch.fx.GraphModule) -> int:
+    """Drop dead nodes and unread attributes, check the graph, regenerate code; returns attributes dropped."""
     gm.graph.eliminate_dead_code()
     gm.delete_all_unused_submodules()
-    drop_unread_attributes(gm)
+    dropped = drop_unread_attributes(gm)
     gm.graph.lint()
     gm.recompile()
+    return dropped
 
 
-def drop_unread_attributes(gm: torch.fx.GraphModule) -> None:
-    """Delete parameters and buffers no ``get_attr`` reads any more.
+def drop_unread_attributes(gm: torch.fx.GraphModule) -> int:
+    """Delete parameters and buffers no ``get_attr`` reads any more; returns how many.
 
     A fold replaces a weight with a new constant; the old one would otherwise
     stay in the re-exported program (and the artifact), e.g. the first fold
     of a conv that has a BN on each side. Modules the graph calls keep theirs.
+    Every name of a shared tensor is looked at, so an unread alias goes too.
     """
     read = {str(n.target) for n in gm.graph.nodes if n.op == "get_attr"}
-    called = [str(n.target) + "." for n in gm.graph.nodes if n.op == "call_module"]
-    for name, _ in [*gm.named_parameters(), *gm.named_buffers()]:
-        if name not in read and not any(name.startswith(prefix) for prefix in called):
-            owner, _, attr = name.rpartition(".")
-            delattr(gm.get_submodule(owner) if owner else gm, attr)
-
-
-def attr_value(gm: torch.fx.GraphModule, node: torch.fx.Node) -> torch.Tensor | None:
-    """The tensor behind a ``get_attr`` node, else ``None``."""
-    if not isinstance(node, torch.fx.Node) or node.op != "get_attr":
-        return None
-    value = gm
-    for part in str(node.target).split("."):
-        value = getattr(value, part)
-    return value if isinstance(value, torch.Tensor) else None
-
-
-def add_constant(gm: torch.fx.GraphModule, anchor: torch.fx.Node, stem: str, value: torch.Tensor) -> torch.fx.Node:
-    """Register ``value`` as a new parameter of ``gm`` and return a ``get_attr`` node before ``anchor``."""
-    name, i = f"_mobexport_{stem}", 0
-    while hasattr(gm, f"{name}_{i}"):
-        i += 1
-    name = f"{name}_{i}"
-    gm.register_parameter(name, torch.nn.Parameter(value.detach().clone(), requires_grad=False))
-    with gm.graph.inserting_before(anchor):
-        return gm.graph.get_attr(name)
+    called = tuple(str(n.target) + "." for n in gm.graph.nodes if n.op == "call_module")
+    names = [name for name, _ in gm.named_parameters(remove_duplicate=False)]
+    names += [name for name, _ in gm.named_buffers(remove_duplicate=False)]
+    dropped = 0
+    for name in dict.fromkeys(names):
+        if name in read or (called and name.startswith(called)):
+            continue
+        owner, _, leaf = name.rpartition(".")
+        module = gm.get_submodule(owner) if owner else gm
+        for table in (module._parameters, module._buffers):
+            if leaf in table:
+                del table[leaf]
+                dropped += 1
+    return dropped

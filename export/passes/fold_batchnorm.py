@@ -21,18 +21,14 @@ since folding would change that other use.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.fx
 
-from .base import GraphPass, Mismatch, PassResult, add_constant, attr_value, check, finalize
-from .registry import register_pass
-
-aten = torch.ops.aten
-
-BATCH_NORM = aten.batch_norm.default
-NO_TRAINING_BN = aten._native_batch_norm_legit_no_training.default
-CONVS = (aten.conv2d.default, aten.conv1d.default)
-LINEAR = aten.linear.default
+from .base import GraphPass, Mismatch, PassResult, call_nodes, check
+from .builder import add_constant
+from .ops import BATCH_NORM, BATCH_NORM_NO_TRAINING, CONV_INT_PADDING, LINEAR, attr_value, is_call
 
 
 def _bn_affine(gm: torch.fx.GraphModule, bn: torch.fx.Node) -> tuple[torch.Tensor, torch.Tensor]:
@@ -61,10 +57,6 @@ def _bn_output(bn: torch.fx.Node) -> torch.fx.Node:
     return users[0]
 
 
-def _is_bn(node: torch.fx.Node) -> bool:
-    return node.op == "call_function" and node.target in (BATCH_NORM, NO_TRAINING_BN)
-
-
 def _layer_params(gm, layer: torch.fx.Node) -> tuple[torch.Tensor, torch.Tensor | None]:
     weight = attr_value(gm, layer.args[1])
     check(weight is not None, "weight is not a constant")
@@ -74,82 +66,89 @@ def _layer_params(gm, layer: torch.fx.Node) -> tuple[torch.Tensor, torch.Tensor 
     return weight, bias
 
 
-def _replace_params(gm, layer: torch.fx.Node, weight: torch.Tensor, bias: torch.Tensor, stem: str) -> None:
-    w_node = add_constant(gm, layer, f"{stem}_weight", weight.to(torch.float32))
-    b_node = add_constant(gm, layer, f"{stem}_bias", bias.to(torch.float32))
-    args = list(layer.args)
-    while len(args) < 3:
-        args.append(None)
-    args[1], args[2] = w_node, b_node
-    layer.args = tuple(args)
+@dataclass
+class Fold:
+    """New weight and bias for ``layer``; then ``bn``'s output is rewired around it."""
+
+    bn: torch.fx.Node
+    out: torch.fx.Node  # the normalized tensor
+    layer: torch.fx.Node
+    weight: torch.Tensor
+    bias: torch.Tensor
+    into_producer: bool
 
 
-@register_pass
+def _into_producer(gm, bn: torch.fx.Node) -> Fold:
+    """``BN(W x + b)``: scale the rows of the conv/linear before the BN."""
+    layer = bn.args[0]
+    check(is_call(layer, CONV_INT_PADDING + (LINEAR,)), "input is not a conv or linear")
+    check(len(layer.users) == 1, f"{layer.name} has other users")
+    out = _bn_output(bn)
+    scale, shift = _bn_affine(gm, bn)
+    weight, bias = _layer_params(gm, layer)
+    check(weight.shape[0] == scale.numel(), "channel count differs")
+    if layer.target is LINEAR:
+        val = layer.meta.get("val")
+        check(val is not None and val.dim() == 2, "batch norm after a linear over more than [N, C]")
+    new_weight = weight.double() * scale.reshape((-1,) + (1,) * (weight.dim() - 1))
+    base = bias.double() if bias is not None else torch.zeros_like(scale)
+    return Fold(bn, out, layer, new_weight, base * scale + shift, into_producer=True)
+
+
+def _into_consumer(gm, bn: torch.fx.Node) -> Fold:
+    """``W BN(x) + b``: scale the input channels of the unpadded conv/linear after the BN."""
+    out = _bn_output(bn)
+    users = list(out.users)
+    check(len(users) == 1, "normalized tensor has several users")
+    layer = users[0]
+    check(is_call(layer, CONV_INT_PADDING + (LINEAR,)), "followed by neither a conv nor a linear")
+    weight, bias = _layer_params(gm, layer)
+    scale, shift = _bn_affine(gm, bn)
+    if layer.target in CONV_INT_PADDING:
+        padding = layer.args[4] if len(layer.args) > 4 else 0
+        groups = layer.args[6] if len(layer.args) > 6 else 1
+        check(all(p == 0 for p in (padding if isinstance(padding, (list, tuple)) else [padding])),
+              "next conv pads with zeros, which a folded shift would change")
+        check(groups == 1, "next conv is grouped")
+        check(weight.shape[1] == scale.numel(), "channel count differs")
+        shape = (1, -1) + (1,) * (weight.dim() - 2)
+        new_weight = weight.double() * scale.reshape(shape)
+        extra = (weight.double() * shift.reshape(shape)).sum(dim=tuple(range(1, weight.dim())))
+    else:
+        check(weight.shape[1] == scale.numel(), "feature count differs")
+        check(bn.args[0].meta.get("val") is not None and bn.args[0].meta["val"].dim() == 2,
+              "linear after batch norm over more than [N, C]")
+        new_weight = weight.double() * scale.reshape(1, -1)
+        extra = weight.double() @ shift
+    base = bias.double() if bias is not None else torch.zeros(weight.shape[0], dtype=torch.float64)
+    return Fold(bn, out, layer, new_weight, base + extra, into_producer=False)
+
+
 class FoldBatchnormPass(GraphPass):
     id = "fold_batchnorm"
     description = "fold inference batch norm into adjacent conv/linear weights"
 
-    def run(self, gm: torch.fx.GraphModule) -> PassResult:
-        result = PassResult(self.id)
-        for bn in [n for n in gm.graph.nodes if _is_bn(n)]:
-            try:
-                self._fold_into_producer(gm, bn)
-                result.rewrites += 1
-                continue
-            except Mismatch as before:
-                reason_before = str(before)
-            try:
-                self._fold_into_consumer(gm, bn)
-                result.rewrites += 1
-            except Mismatch as after:
-                result.skip(bn, f"{reason_before}; {after}")
-        if result.changed:
-            finalize(gm)
-        return result
+    def candidates(self, gm):
+        return call_nodes(gm, (BATCH_NORM, BATCH_NORM_NO_TRAINING))
 
-    def _fold_into_producer(self, gm, bn: torch.fx.Node) -> None:
-        layer = bn.args[0]
-        check(isinstance(layer, torch.fx.Node) and layer.op == "call_function"
-              and (layer.target in CONVS or layer.target is LINEAR), "input is not a conv or linear")
-        check(len(layer.users) == 1, f"{layer.name} has other users")
-        out = _bn_output(bn)
-        scale, shift = _bn_affine(gm, bn)
-        weight, bias = _layer_params(gm, layer)
-        check(weight.shape[0] == scale.numel(), "channel count differs")
-        if layer.target is LINEAR:
-            val = layer.meta.get("val")
-            check(val is not None and val.dim() == 2, "batch norm after a linear over more than [N, C]")
-        shape = (-1,) + (1,) * (weight.dim() - 1)
-        new_weight = weight.double() * scale.reshape(shape)
-        base = bias.double() if bias is not None else torch.zeros_like(scale)
-        _replace_params(gm, layer, new_weight, base * scale + shift, "bnfold")
-        out.replace_all_uses_with(layer)
+    def match(self, gm, bn: torch.fx.Node) -> Fold:
+        """Fold into the layer before the BN, else into the one after; refuse with both reasons."""
+        try:
+            return _into_producer(gm, bn)
+        except Mismatch as before:
+            reason_before = str(before)
+        try:
+            return _into_consumer(gm, bn)
+        except Mismatch as after:
+            raise Mismatch(f"{reason_before}; {after}") from None
 
-    def _fold_into_consumer(self, gm, bn: torch.fx.Node) -> None:
-        out = _bn_output(bn)
-        users = list(out.users)
-        check(len(users) == 1, "normalized tensor has several users")
-        layer = users[0]
-        check(layer.op == "call_function" and (layer.target in CONVS or layer.target is LINEAR),
-              "followed by neither a conv nor a linear")
-        weight, bias = _layer_params(gm, layer)
-        scale, shift = _bn_affine(gm, bn)
-        if layer.target in CONVS:
-            padding = layer.args[4] if len(layer.args) > 4 else 0
-            groups = layer.args[6] if len(layer.args) > 6 else 1
-            check(all(p == 0 for p in (padding if isinstance(padding, (list, tuple)) else [padding])),
-                  "next conv pads with zeros, which a folded shift would change")
-            check(groups == 1, "next conv is grouped")
-            check(weight.shape[1] == scale.numel(), "channel count differs")
-            shape = (1, -1) + (1,) * (weight.dim() - 2)
-            new_weight = weight.double() * scale.reshape(shape)
-            extra = (weight.double() * shift.reshape(shape)).sum(dim=tuple(range(1, weight.dim())))
+    def rewrite(self, gm, fold: Fold, result: PassResult) -> None:
+        layer = fold.layer
+        args = list(layer.args) + [None] * (3 - len(layer.args))
+        args[1] = add_constant(gm, layer, "bnfold_weight", fold.weight.to(torch.float32))
+        args[2] = add_constant(gm, layer, "bnfold_bias", fold.bias.to(torch.float32))
+        layer.args = tuple(args)
+        if fold.into_producer:
+            fold.out.replace_all_uses_with(layer)
         else:
-            check(weight.shape[1] == scale.numel(), "feature count differs")
-            check(bn.args[0].meta.get("val") is not None and bn.args[0].meta["val"].dim() == 2,
-                  "linear after batch norm over more than [N, C]")
-            new_weight = weight.double() * scale.reshape(1, -1)
-            extra = weight.double() @ shift
-        base = bias.double() if bias is not None else torch.zeros(weight.shape[0], dtype=torch.float64)
-        _replace_params(gm, layer, new_weight, base + extra, "bnfold")
-        layer.replace_input_with(out, bn.args[0])
+            layer.replace_input_with(fold.out, fold.bn.args[0])

@@ -32,43 +32,31 @@ every target fuses into one kernel; this pass only counts them.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.fx
 
-from .base import GraphPass, Mismatch, PassResult, add_constant, attr_value, check, finalize
-from .registry import register_pass
-
-aten = torch.ops.aten
-
-ADD = aten.add.Tensor
-CONV2D = aten.conv2d.default
-CONV2D_PADDING = aten.conv2d.padding  # padding given as a string ("same" / "valid")
-ACTIVATIONS = (aten.relu.default, aten.relu_.default, aten.hardtanh.default, aten.hardtanh_.default,
-               aten.hardswish.default, aten.hardswish_.default, aten.gelu.default, aten.silu.default,
-               aten.silu_.default, aten.sigmoid.default, aten.hardsigmoid.default)
+from .base import GraphPass, PassResult, call_nodes, check
+from .builder import add_constant
+from .ops import ACTIVATIONS, ADD, CONV2D_ANY, attr_value, conv_arguments, is_call, pairs
 
 
-def _pairs(value, n: int = 2) -> tuple:
-    return tuple(value) if isinstance(value, (list, tuple)) else (value,) * n
+@dataclass
+class Shortcut:
+    """``add = conv(x) + x`` with the conv's constant weight."""
 
-
-def conv_arguments(conv: torch.fx.Node) -> dict:
-    """``aten.conv2d``'s arguments with the defaults the exported graph leaves out."""
-    names = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
-    defaults = (None, None, None, 1, 0, 1, 1)
-    args = dict(zip(names, defaults))
-    args.update(zip(names, conv.args))
-    args.update({k: v for k, v in conv.kwargs.items() if k in names})
-    return args
+    add: torch.fx.Node
+    conv: torch.fx.Node
+    weight: torch.Tensor
 
 
 def _shortcut_conv(add: torch.fx.Node) -> tuple[torch.fx.Node, torch.fx.Node] | None:
     """``(conv, x)`` if ``add`` is ``conv(x) + x`` or ``x + conv(x)``, else ``None``."""
-    if add.op != "call_function" or add.target is not ADD or len(add.args) < 2:
+    if len(add.args) < 2:
         return None
     for conv, other in ((add.args[0], add.args[1]), (add.args[1], add.args[0])):
-        if (isinstance(conv, torch.fx.Node) and conv.op == "call_function"
-                and conv.target in (CONV2D, CONV2D_PADDING) and conv.args[0] is other):
+        if is_call(conv, CONV2D_ANY) and conv.args[0] is other:
             return conv, other
     return None
 
@@ -89,54 +77,46 @@ def check_mergeable(gm: torch.fx.GraphModule, add: torch.fx.Node, conv: torch.fx
           f"not depthwise (groups={a['groups']}, weight {list(weight.shape)}, input channels {in_channels})")
     kh, kw = weight.shape[2:]
     check(kh % 2 == 1 and kw % 2 == 1, f"even kernel {kh}x{kw} has no centre tap")
-    check(all(s == 1 for s in _pairs(a["stride"])), f"stride {list(_pairs(a['stride']))}: output grid is not the input's")
-    check(all(d == 1 for d in _pairs(a["dilation"])), f"dilation {list(_pairs(a['dilation']))}")
+    check(all(s == 1 for s in pairs(a["stride"])), f"stride {list(pairs(a['stride']))}: output grid is not the input's")
+    check(all(d == 1 for d in pairs(a["dilation"])), f"dilation {list(pairs(a['dilation']))}")
     padding = a["padding"]
     if isinstance(padding, str):
         check(padding == "same", f"padding '{padding}' is not 'same'")
     else:
-        check(_pairs(padding) == (kh // 2, kw // 2),
-              f"padding {list(_pairs(padding))} is not 'same' ({kh // 2}, {kw // 2}) for a {kh}x{kw} kernel")
+        check(pairs(padding) == (kh // 2, kw // 2),
+              f"padding {list(pairs(padding))} is not 'same' ({kh // 2}, {kw // 2}) for a {kh}x{kw} kernel")
     return weight
 
 
 def conv_activation_pairs(gm: torch.fx.GraphModule) -> int:
     """Convs whose only user is an activation: the pairs targets fuse into one kernel."""
-    return sum(
-        1 for n in gm.graph.nodes
-        if n.op == "call_function" and n.target in (CONV2D, CONV2D_PADDING)
-        and len(n.users) == 1 and next(iter(n.users)).target in ACTIVATIONS
-    )
+    return sum(1 for n in call_nodes(gm, CONV2D_ANY) if len(n.users) == 1 and next(iter(n.users)).target in ACTIVATIONS)
 
 
-@register_pass
 class FuseDwconvFfnPass(GraphPass):
     id = "fuse_dwconv_ffn"
     after = ("fold_batchnorm",)
     description = "merge x + dwconv(x) into the depthwise conv's centre tap (CMT LPU, IRFFN)"
 
-    def run(self, gm: torch.fx.GraphModule) -> PassResult:
-        result = PassResult(self.id)
-        for add in list(gm.graph.nodes):
-            site = _shortcut_conv(add)
-            if site is None:
-                continue
-            conv, x = site
-            try:
-                weight = check_mergeable(gm, add, conv, x)
-            except Mismatch as why:
-                result.skip(add, str(why))
-                continue
-            merged = weight.detach().clone()
-            kh, kw = merged.shape[2:]
-            merged[:, 0, kh // 2, kw // 2] += 1
-            args = list(conv.args)
-            args[1] = add_constant(gm, conv, "dwskip_weight", merged)
-            conv.args = tuple(args)
-            add.replace_all_uses_with(conv)
-            gm.graph.erase_node(add)
-            result.rewrites += 1
-        if result.changed:
-            finalize(gm)
+    def candidates(self, gm):
+        return call_nodes(gm, ADD)
+
+    def match(self, gm, add: torch.fx.Node) -> Shortcut | None:
+        site = _shortcut_conv(add)  # read now: an earlier merge may have made this add a shortcut
+        if site is None:
+            return None
+        conv, x = site
+        return Shortcut(add, conv, check_mergeable(gm, add, conv, x))
+
+    def rewrite(self, gm, site: Shortcut, result: PassResult) -> None:
+        merged = site.weight.detach().clone()
+        kh, kw = merged.shape[2:]
+        merged[:, 0, kh // 2, kw // 2] += 1
+        args = list(site.conv.args)
+        args[1] = add_constant(gm, site.conv, "dwskip_weight", merged)
+        site.conv.args = tuple(args)
+        site.add.replace_all_uses_with(site.conv)
+        gm.graph.erase_node(site.add)
+
+    def finish(self, gm, result: PassResult) -> None:
         result.details["conv_activation_pairs"] = conv_activation_pairs(gm)
-        return result

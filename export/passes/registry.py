@@ -1,35 +1,56 @@
-"""Pass registry and the default pipeline.
+"""The passes ``--passes`` can name, the default pipeline, and old names kept working.
 
-A pass registers under its id, which equals its file name and snake-cases its
-class name (``fold_dynamic_relu.py`` holds ``FoldDynamicReluPass``).
-``resolve("default" | "none" | "a,b")`` turns the CLI's ``--passes`` into an
-ordered list, honouring each pass's ``after`` constraints.
+The list is explicit: :data:`PASSES` maps each id to the module and class
+that implement it (ids equal module names: ``fold_dynamic_relu.py`` holds
+``FoldDynamicReluPass``). Reading it imports neither torch nor a pass, so the
+CLI's help can list the ids cheaply; :func:`resolve` imports the passes it
+returns. ``resolve("default" | "none" | "a,b")`` turns the CLI's ``--passes``
+into an ordered list, honouring each pass's ``after`` constraints.
 """
 
 from __future__ import annotations
 
 import difflib
 import importlib
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mobexport.errors import UnknownPassError
 
-from .base import GraphPass
+if TYPE_CHECKING:
+    from .base import GraphPass
 
-# The default pipeline, in order. A module listed here that is not present in
-# this version is simply not part of it.
+PASSES = {
+    "fold_batchnorm": "FoldBatchnormPass",
+    "fuse_dwconv_ffn": "FuseDwconvFfnPass",
+    "split_depthwise_multiplier": "SplitDepthwiseMultiplierPass",
+    "fold_dynamic_relu": "FoldDynamicReluPass",
+    "attention_to_bmm": "AttentionToBmmPass",
+    "fold_constants": "FoldConstantsPass",
+}
+
+# The default pipeline, in order.
 DEFAULT_PIPELINE = (
     "fold_batchnorm",
     "fuse_dwconv_ffn",
     "split_depthwise_multiplier",
     "fold_dynamic_relu",
-    "projection_free_attention",
+    "attention_to_bmm",
+    "fold_constants",
 )
+
+# Names a pass had before; ``--passes`` and saved suites that use them keep working.
+ALIASES = {"projection_free_attention": "attention_to_bmm"}
 
 _PASSES: dict[str, type[GraphPass]] = {}
 
 
+def pass_ids() -> list[str]:
+    """Every built-in pass id, sorted, without importing anything heavy."""
+    return sorted(PASSES)
+
+
 def register_pass(cls: type[GraphPass]) -> type[GraphPass]:
+    """Add a pass class under its ``id`` (the built-in ones are added from :data:`PASSES`)."""
     if cls.id in _PASSES:
         raise ValueError(f"pass {cls.id!r} registered twice")
     _PASSES[cls.id] = cls
@@ -37,10 +58,11 @@ def register_pass(cls: type[GraphPass]) -> type[GraphPass]:
 
 
 def _load() -> None:
-    here = Path(__file__).parent
-    for path in sorted(here.glob("*.py")):
-        if path.stem not in ("__init__", "base", "registry", "manager"):
-            importlib.import_module(f"{__package__}.{path.stem}")
+    for pass_id, class_name in PASSES.items():
+        if pass_id not in _PASSES:
+            cls = getattr(importlib.import_module(f"{__package__}.{pass_id}"), class_name)
+            assert cls.id == pass_id, f"{class_name}.id is {cls.id!r}, registered as {pass_id!r}"
+            register_pass(cls)
 
 
 def available_passes() -> list[str]:
@@ -50,16 +72,17 @@ def available_passes() -> list[str]:
 
 def default_pipeline() -> list[str]:
     _load()
-    return [p for p in DEFAULT_PIPELINE if p in _PASSES]
+    return list(DEFAULT_PIPELINE)
 
 
 def resolve(spec: str) -> list[GraphPass]:
-    """Ordered pass instances for ``default``, ``none`` or a comma-separated list of ids."""
+    """Ordered pass instances for ``default``, ``none`` or a comma-separated list of ids (or old names)."""
     _load()
     spec = spec.strip()
     if spec == "none":
         return []
     ids = default_pipeline() if spec == "default" else [s.strip() for s in spec.split(",") if s.strip()]
+    ids = [ALIASES.get(pass_id, pass_id) for pass_id in ids]
     for pass_id in ids:
         if pass_id not in _PASSES:
             close = difflib.get_close_matches(pass_id, list(_PASSES), n=2)

@@ -27,19 +27,21 @@ candidate whose weight or bias is computed rather than constant.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.fx
 
-from .base import GraphPass, Mismatch, PassResult, add_constant, attr_value, check, finalize
-from .fuse_dwconv_ffn import CONV2D, CONV2D_PADDING, conv_arguments
-from .registry import register_pass
+from .base import GraphPass, PassResult, call_nodes, check
+from .builder import NodeBuilder
+from .ops import CONV2D_ANY, attr_value, conv_arguments
 
 aten = torch.ops.aten
 
 
 def multiplier(gm: torch.fx.GraphModule, conv: torch.fx.Node) -> int:
     """The channel multiplier ``m`` of a depthwise conv (one input channel per group); 1 for anything else."""
-    if conv.op != "call_function" or conv.target not in (CONV2D, CONV2D_PADDING):
+    if conv.op != "call_function" or conv.target not in CONV2D_ANY:
         return 1
     a = conv_arguments(conv)
     weight = attr_value(gm, a["weight"])
@@ -49,6 +51,14 @@ def multiplier(gm: torch.fx.GraphModule, conv: torch.fx.Node) -> int:
     if weight is None or weight.dim() != 4 or weight.shape[1] != 1 or not isinstance(groups, int) or groups < 2:
         return 1
     return weight.shape[0] // groups  # a conv's output channels always divide into its groups
+
+
+@dataclass
+class Split:
+    conv: torch.fx.Node
+    m: int
+    weight: torch.Tensor
+    bias: torch.Tensor | None
 
 
 def check_splittable(gm: torch.fx.GraphModule, conv: torch.fx.Node) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -61,45 +71,31 @@ def check_splittable(gm: torch.fx.GraphModule, conv: torch.fx.Node) -> tuple[tor
     return weight, bias
 
 
-@register_pass
 class SplitDepthwiseMultiplierPass(GraphPass):
     id = "split_depthwise_multiplier"
     after = ("fold_batchnorm",)
     description = "depthwise conv with channel multiplier m -> m plain depthwise convs, channels interleaved"
 
-    def run(self, gm: torch.fx.GraphModule) -> PassResult:
-        result = PassResult(self.id, details={"convs_split": {}})
-        for conv in list(gm.graph.nodes):
-            m = multiplier(gm, conv)
-            if m == 1:
-                continue
-            try:
-                weight, bias = check_splittable(gm, conv)
-            except Mismatch as why:
-                result.skip(conv, str(why))
-                continue
-            self._split(gm, conv, m, weight, bias)
-            result.details["convs_split"][conv.name] = m
-            result.rewrites += 1
-        if result.changed:
-            finalize(gm)
-        return result
+    def start(self, gm) -> dict:
+        return {"convs_split": {}}
 
-    @staticmethod
-    def _split(gm, conv: torch.fx.Node, m: int, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
-        graph = gm.graph
+    def candidates(self, gm):
+        return [conv for conv in call_nodes(gm, CONV2D_ANY) if multiplier(gm, conv) > 1]
+
+    def match(self, gm, conv: torch.fx.Node) -> Split:
+        return Split(conv, multiplier(gm, conv), *check_splittable(gm, conv))
+
+    def rewrite(self, gm, site: Split, result: PassResult) -> None:
+        conv, m = site.conv, site.m
+        emit = NodeBuilder(gm, conv)
         pieces = []
         for j in range(m):
             args = list(conv.args)
-            args[1] = add_constant(gm, conv, "dw_split_weight", weight[j::m].contiguous())
-            if bias is not None:
-                args[2] = add_constant(gm, conv, "dw_split_bias", bias[j::m].contiguous())
-            with graph.inserting_before(conv):
-                pieces.append(graph.call_function(conv.target, tuple(args), dict(conv.kwargs)))
-        with graph.inserting_before(conv):
-            stacked = graph.call_function(aten.stack.default, (pieces, 2))
-            merged = graph.call_function(aten.flatten.using_ints, (stacked, 1, 2))
-        if "val" in conv.meta:  # same shape as the conv's: later passes read it (DY-ReLU's feature map)
-            merged.meta["val"] = conv.meta["val"]
+            args[1] = emit.constant("dw_split_weight", site.weight[j::m].contiguous())
+            if site.bias is not None:
+                args[2] = emit.constant("dw_split_bias", site.bias[j::m].contiguous())
+            pieces.append(emit(conv.target, *args, **conv.kwargs))
+        merged = emit(aten.flatten.using_ints, emit(aten.stack.default, pieces, 2), 1, 2, like=conv)
         conv.replace_all_uses_with(merged)
-        graph.erase_node(conv)
+        gm.graph.erase_node(conv)
+        result.details["convs_split"][conv.name] = m

@@ -9,7 +9,6 @@ give the right answer.
 
 from __future__ import annotations
 
-import collections
 import copy
 import functools
 import warnings
@@ -22,10 +21,10 @@ from torch.export import Dim
 from mobexport.export.trace import TracedProgram, example_input, trace
 from mobexport.models import create_model, get_spec
 
-aten = torch.ops.aten
+from .harness import (RELATIVE_TOLERANCE, Fires, Refuses, assert_same_outputs, check_pass, op_counts,  # noqa: F401
+                      outputs, signature)
 
-# The verify tolerance of the pass manager: error / output scale.
-RELATIVE_TOLERANCE = 1e-5
+aten = torch.ops.aten
 
 
 def randomize_batchnorm(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
@@ -83,13 +82,8 @@ def export_static(model: torch.nn.Module, example: torch.Tensor) -> torch.fx.Gra
         return torch.export.export(model.eval(), (example,), strict=False).module()
 
 
-def op_counts(gm: torch.fx.GraphModule) -> collections.Counter:
-    return collections.Counter(n.target for n in gm.graph.nodes if n.op == "call_function")
 
 
-def outputs(gm: torch.fx.GraphModule, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
-    with torch.no_grad():
-        return [gm(x) for x in inputs]
 
 
 def images(resolutions, channels: int = 3, batch: int = 1) -> list[torch.Tensor]:
@@ -98,14 +92,6 @@ def images(resolutions, channels: int = 3, batch: int = 1) -> list[torch.Tensor]
     return [torch.randn(batch, channels, r, r, generator=torch.Generator().manual_seed(r)) for r in resolutions]
 
 
-def assert_same_outputs(before: list[torch.Tensor], after: list[torch.Tensor]) -> None:
-    assert len(before) == len(after)
-    for a, b in zip(before, after):
-        assert a.shape == b.shape
-        scale = float(a.abs().max())
-        error = float((a - b).abs().max()) / scale
-        assert scale > 1e-3, "degenerate output: the comparison would prove nothing"
-        assert error < RELATIVE_TOLERANCE, f"max abs error {error:.2e} of the output scale"
 
 
 def unused_attributes(gm: torch.fx.GraphModule) -> list[str]:
@@ -114,9 +100,6 @@ def unused_attributes(gm: torch.fx.GraphModule) -> list[str]:
     return [k for k, _ in [*gm.named_parameters(), *gm.named_buffers()] if k not in read]
 
 
-def signature(gm: torch.fx.GraphModule) -> tuple:
-    """What callers see: input names, the pytree specs of inputs and outputs."""
-    return ([n.name for n in gm.graph.nodes if n.op == "placeholder"], gm._in_spec, gm._out_spec)
 
 
 def reexport_dynamic(gm: torch.fx.GraphModule, example: torch.Tensor, multiple: int, low: int, high: int):

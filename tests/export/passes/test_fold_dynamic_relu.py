@@ -1,4 +1,7 @@
-"""fold_dynamic_relu: the algebra, Mobile-Former's 16 DY-ReLUs, the static PReLU case, near misses."""
+"""fold_dynamic_relu: the algebra, Mobile-Former's 16 DY-ReLUs, the static PReLU case, near misses.
+
+The other spellings of the max (``where``, ``relu``) belong to the study: test_dynamic_relu_study_forms.py.
+"""
 
 from __future__ import annotations
 
@@ -9,29 +12,14 @@ import torch
 import torch.nn as nn
 
 from mobexport.export.passes.fold_batchnorm import FoldBatchnormPass
-from mobexport.export.passes.fold_dynamic_relu import DEFAULT_FORM, FORMS, FoldDynamicReluPass
+from mobexport.export.passes.fold_dynamic_relu import FoldDynamicReluPass
 from mobexport.export.passes.manager import rewrite
 from mobexport.models.mobile_former import DynamicReLU, DynamicReLUHyper
 
-from .conftest import (aten, assert_same_outputs, export_dynamic, images, op_counts, outputs, reexport_dynamic,
-                       signature, unused_attributes, zoo_module, zoo_program)
+from .conftest import (Fires, Refuses, aten, assert_same_outputs, check_pass, export_dynamic, images, op_counts,
+                       outputs, reexport_dynamic, unused_attributes, zoo_module, zoo_program)
 
 MAXIMUM = aten.maximum.default
-
-
-def test_max_of_products_identities():
-    """max(a1 x, a2 x) = x where(x >= 0, p, n) = n x + (p - n) relu(x), slopes of any sign and order."""
-    g = torch.Generator().manual_seed(0)
-    a1 = torch.rand(4, 32, 1, 1, generator=g) * 2  # [0, 2], as DY-ReLU's a1
-    a2 = torch.rand(4, 32, 1, 1, generator=g) * 2 - 1  # [-1, 1], as a2; crosses a1 in some channels
-    a1[0, :4], a2[0, :4] = 0.0, torch.tensor([-1.0, 0.0, 0.5, 1.0]).reshape(4, 1, 1)  # saturated ends
-    x = torch.randn(4, 32, 9, 9, generator=g)
-    x[..., 0, 0] = 0.0
-    assert ((a1 < a2).any() and (a1 > a2).any())
-    p, n = torch.maximum(a1, a2), torch.minimum(a1, a2)
-    reference = torch.maximum(a1 * x, a2 * x)
-    torch.testing.assert_close(x * torch.where(x >= 0, p, n), reference, rtol=0, atol=0)
-    torch.testing.assert_close(n * x + (p - n) * torch.relu(x), reference, rtol=1e-6, atol=1e-6)
 
 
 def test_folded_hyper_function_algebra():
@@ -56,49 +44,34 @@ def mobile_former():
     return zoo_module("mobile_former_26m", 96, dynamic=True)
 
 
-@pytest.mark.parametrize("form", FORMS)
-def test_fires_on_mobile_former(mobile_former, form):
+def test_fires_on_mobile_former(mobile_former):
     import copy
 
     gm = copy.deepcopy(mobile_former)
     counts = op_counts(gm)
-    sites = len(slopes_of(gm))
-    assert sites == 16 == counts[aten.chunk.default]
-    inputs = images((96, 128, 160))
-    before = outputs(gm, inputs)
-    sig = signature(gm)
+    assert len(slopes_of(gm)) == 16 == counts[aten.chunk.default]
     unused = set(unused_attributes(gm))
 
-    result = FoldDynamicReluPass(form).run(gm)
+    # hsigmoid, chunk, 2 sub, 2 mul and an add per DY-ReLU became 2 Linear + 2 clamp; the max stays
+    check_pass(FoldDynamicReluPass, Fires(gm, images((96, 128, 160)), rewrites=16, ops={
+        aten.hardsigmoid.default: counts[aten.hardsigmoid.default] - 16, aten.chunk.default: 0, operator.getitem: 0,
+        aten.sub.Tensor: 0, aten.clamp.default: 32, aten.linear.default: counts[aten.linear.default] + 16,
+        MAXIMUM: counts[MAXIMUM],
+    }, details={"hyper_functions_folded": 16, "static": 0}))
 
-    after = op_counts(gm)
-    assert result.rewrites == 16 and result.details["hyper_functions_folded"] == 16, result
-    assert result.skipped == []
-    # hsigmoid, chunk, 2 sub, 2 mul and an add per DY-ReLU became 2 Linear + 2 clamp
-    assert after[aten.hardsigmoid.default] == counts[aten.hardsigmoid.default] - 16
-    assert after[aten.chunk.default] == after[operator.getitem] == 0
-    assert after[aten.sub.Tensor] == (16 if form == "relu" else 0)  # "relu" takes p - n on [B, C, 1, 1]
-    assert after[aten.clamp.default] == 32
-    assert after[aten.linear.default] == counts[aten.linear.default] + 16
     bounds = sorted(tuple(n.args[1:3]) for n in gm.graph.nodes if n.target is aten.clamp.default)
     assert bounds == [(-1.0, 1.0)] * 16 + [(0.0, 2.0)] * 16
-    if form == "maximum":
-        assert len(slopes_of(gm)) == 16 and after[MAXIMUM] == counts[MAXIMUM]
-    else:
-        # the max now runs on the [B, C, 1, 1] slopes only; no max of two full-size products is left
-        assert slopes_of(gm) == [] and after[MAXIMUM] == after[aten.minimum.default] == 16
-        assert after[aten.mul.Tensor] < counts[aten.mul.Tensor]
-    assert signature(gm) == sig
+    assert len(slopes_of(gm)) == 16
     assert set(unused_attributes(gm)) <= unused
-    assert_same_outputs(before, outputs(gm, inputs))
-    second = FoldDynamicReluPass(form).run(gm)
-    assert second.rewrites == 0 and second.skipped == []
 
 
-def test_default_form_is_a_known_form():
-    assert DEFAULT_FORM in FORMS
-    with pytest.raises(ValueError, match="unknown DY-ReLU form"):
-        FoldDynamicReluPass("fastest")
+def test_new_nodes_carry_shapes(mobile_former):
+    """Every node the fold adds has ``meta["val"]``: the next pass reads shapes from it."""
+    import copy
+
+    gm = copy.deepcopy(mobile_former)
+    FoldDynamicReluPass().run(gm)
+    assert [n.name for n in gm.graph.nodes if n.op == "call_function" and "val" not in n.meta] == []
 
 
 class DyReluBlock(nn.Module):
@@ -122,14 +95,11 @@ class DyReluBlock(nn.Module):
         return self.out(self.act(self.conv(x), self.hyper(t)))
 
 
-@pytest.mark.parametrize("form", FORMS)
-def test_dynamic_block_outputs_and_dynamic_shapes(form):
+def test_dynamic_block_outputs_and_dynamic_shapes():
     gm = export_dynamic(DyReluBlock(), torch.randn(2, 3, 32, 32), multiple=8, low=8, high=64)
     inputs = images((16, 32, 40), batch=2)
     before = outputs(gm, inputs)
-    result = FoldDynamicReluPass(form).run(gm)
-    assert result.rewrites == 1
-    assert_same_outputs(before, outputs(gm, inputs))
+    check_pass(FoldDynamicReluPass, Fires(gm, inputs, rewrites=1, details={"hyper_functions_folded": 1}))
     program = reexport_dynamic(gm, inputs[1], multiple=8, low=8, high=64)
     assert_same_outputs(before, outputs(program.module(), inputs))
 
@@ -187,19 +157,12 @@ class SigmoidHyper(nn.Module):
         return self.hyper(t)[:, :, None, None]
 
 
-def test_unfoldable_hyper_function_keeps_the_max_rewrite():
+def test_unfoldable_hyper_function_is_refused_with_the_reason():
     gm = export_dynamic(DyReluBlock(hyper=SigmoidHyper(32, 16)), torch.randn(2, 3, 32, 32))
-    inputs = images((16, 32, 40), batch=2)
-    before = outputs(gm, inputs)
-
-    folded_only = FoldDynamicReluPass("maximum").run(gm)
-    assert folded_only.rewrites == 0
-    assert len(folded_only.skipped) == 1 and "not a scalar step, clamp, slice or unsqueeze" in folded_only.skipped[0].reason
-
-    result = FoldDynamicReluPass("where").run(gm)
-    assert result.rewrites == 1 and result.details["hyper_functions_folded"] == 0
-    assert "hyper-function not folded" in result.skipped[0].reason and "sigmoid" in result.skipped[0].reason
-    assert_same_outputs(before, outputs(gm, inputs))
+    (result,) = check_pass(FoldDynamicReluPass, Refuses(gm, images((16, 32, 40), batch=2),
+                                                        "not a scalar step, clamp, slice or unsqueeze"))
+    assert len(result.skipped) == 1 and "hyper-function not folded" in result.skipped[0].reason
+    assert "sigmoid" in result.skipped[0].reason
 
 
 class ProductReused(nn.Module):
@@ -228,21 +191,17 @@ class LeakyMax(nn.Module):
 def test_refuses_near_misses_with_the_reason(module, reason):
     x = torch.randn(2, 8, 16, 16)
     gm = export_dynamic(module, x, multiple=8, low=8, high=32)
-    before = outputs(gm, [x])
-    result = FoldDynamicReluPass("where").run(gm)
-    assert result.rewrites == 0
-    assert len(result.skipped) == 1 and reason in result.skipped[0].reason, result.skipped
-    assert_same_outputs(before, outputs(gm, [x]))
+    (result,) = check_pass(FoldDynamicReluPass, Refuses(gm, [x], reason))
+    assert len(result.skipped) == 1
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("form", FORMS)
-def test_mobile_former_rewrite_keeps_dynamic_shapes(form):
+def test_mobile_former_rewrite_keeps_dynamic_shapes():
     traced = zoo_program("mobile_former_26m", 96, dynamic=True)
     inputs = images((96, 128, 224))
     before = outputs(traced.program.module(), inputs)
 
-    rewritten, results = rewrite(traced, [FoldBatchnormPass(), FoldDynamicReluPass(form)], verify_resolutions=[96, 128])
+    rewritten, results = rewrite(traced, [FoldBatchnormPass(), FoldDynamicReluPass()], verify_resolutions=[96, 128])
 
     assert [r.rewrites for r in results] == [32, 16]
     assert rewritten.dynamic and (rewritten.min_resolution, rewritten.max_resolution) == (96, 1024)

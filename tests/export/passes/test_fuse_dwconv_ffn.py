@@ -12,7 +12,7 @@ from mobexport.export.passes.manager import rewrite
 from mobexport.export.passes.fuse_dwconv_ffn import ACTIVATIONS, FuseDwconvFfnPass, conv_activation_pairs
 from mobexport.models.cmt import Block
 
-from .conftest import (aten, assert_same_outputs, export_dynamic, export_static, images, op_counts, outputs,
+from .conftest import (Fires, Refuses, aten, check_pass, assert_same_outputs, export_dynamic, export_static, images, op_counts, outputs,
                        randomize_batchnorm, reexport_dynamic, signature, unused_attributes, zoo_module,
                        zoo_program)
 
@@ -43,14 +43,11 @@ def test_fires_on_every_cmt_shortcut():
     assert shortcut_adds(gm) == 2 * blocks  # the LPU and the IRFFN's inner shortcut, per block
 
     FoldBatchnormPass().run(gm)
-    result = FuseDwconvFfnPass().run(gm)
+    (result,) = check_pass(FuseDwconvFfnPass, Fires(gm, x, rewrites=2 * blocks, ops={ADD: adds - 2 * blocks}, one_size=True))
 
-    assert result.rewrites == 2 * blocks and result.skipped == []
     assert shortcut_adds(gm) == 0
-    assert op_counts(gm)[ADD] == adds - 2 * blocks
     assert set(unused_attributes(gm)) <= unused  # merged weights replaced the old ones: no stale copies
     assert_same_outputs(before, outputs(gm, x))
-    assert FuseDwconvFfnPass().run(gm).rewrites == 0
     # The IRFFN's merged depthwise conv still feeds its GELU directly: a pair targets fuse.
     assert result.details["conv_activation_pairs"] >= blocks
 
@@ -131,9 +128,8 @@ def test_refuses_near_misses_with_the_reason(module, size, reason):
     assert (out[0] if isinstance(out, tuple) else out).shape == x.shape  # a real graph, just not mergeable
     gm = export_static(module, x)
     before = outputs(gm, [x])
-    result = FuseDwconvFfnPass().run(gm)
-    assert result.rewrites == 0
-    assert len(result.skipped) == 1 and reason in result.skipped[0].reason, result.skipped
+    (result,) = check_pass(FuseDwconvFfnPass, Refuses(gm, [x], reason))
+    assert len(result.skipped) == 1
     after = outputs(gm, [x])
     for a, b in zip(before, after):
         torch.testing.assert_close(a, b, rtol=0, atol=0)

@@ -12,9 +12,9 @@ import torch.nn as nn
 from torch.export import Dim
 
 from mobexport.errors import UnknownPassError
-from mobexport.export.passes import GraphPass, PassResult, PassVerificationError, resolve, rewrite, run_passes
-from mobexport.export.passes.base import attr_value
-from mobexport.export.passes.registry import DEFAULT_PIPELINE, available_passes, default_pipeline
+from mobexport.export.passes import GraphPass, PassVerificationError, resolve, rewrite, run_passes
+from mobexport.export.passes.ops import attr_value
+from mobexport.export.passes.registry import ALIASES, DEFAULT_PIPELINE, PASSES, available_passes, default_pipeline, pass_ids
 from mobexport.export.trace import TracedProgram
 
 from .conftest import aten, images, randomize_batchnorm
@@ -32,7 +32,8 @@ def test_default_pipeline_runs_this_issues_passes_in_order():
     pipeline = default_pipeline()
     ours = [p for p in pipeline if p in ("fold_batchnorm", "fuse_dwconv_ffn", "fold_dynamic_relu")]
     assert ours == ["fold_batchnorm", "fuse_dwconv_ffn", "fold_dynamic_relu"]
-    assert pipeline == [p for p in DEFAULT_PIPELINE if p in available_passes()]
+    assert pipeline == list(DEFAULT_PIPELINE) and set(pipeline) <= set(available_passes())
+    assert pipeline[-2:] == ["attention_to_bmm", "fold_constants"]  # folding sees what the attention rewrite left
     assert [p.id for p in resolve("default")] == pipeline
     assert resolve("none") == []
 
@@ -43,6 +44,47 @@ def test_after_constraints_order_a_user_list():
     assert order.index("fold_batchnorm") < order.index("fold_dynamic_relu")
     # a pass listed twice runs once
     assert [p.id for p in resolve("fold_batchnorm,fold_batchnorm")] == ["fold_batchnorm"]
+
+
+def test_the_list_is_explicit_and_reads_without_torch():
+    """``PASSES`` names every pass; the CLI reads it without importing torch or a pass."""
+    import subprocess
+    import sys
+
+    assert pass_ids() == sorted(PASSES) == available_passes()
+    code = ("import sys; from mobexport.export.passes.registry import pass_ids; ids = pass_ids(); "
+            "print(ids, 'torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip().endswith("False"), done.stdout
+
+
+def test_the_old_attention_pass_name_still_resolves():
+    assert ALIASES == {"projection_free_attention": "attention_to_bmm"}
+    assert [p.id for p in resolve("projection_free_attention")] == ["attention_to_bmm"]
+    assert [p.id for p in resolve("projection_free_attention,fold_batchnorm")] == ["fold_batchnorm", "attention_to_bmm"]
+
+
+def test_no_pass_imports_from_a_sibling_pass():
+    """Shared pieces live in ops/builder/base; a pass module imports no other pass module."""
+    import ast
+    from pathlib import Path
+
+    import mobexport.export.passes as package
+
+    folder = Path(package.__file__).parent
+    for pass_id in PASSES:
+        tree = ast.parse((folder / f"{pass_id}.py").read_text())
+        imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+        assert not imported & set(PASSES), f"{pass_id} imports {imported & set(PASSES)}"
+
+
+def test_every_pass_file_stays_short():
+    from pathlib import Path
+
+    import mobexport.export.passes as package
+
+    for path in Path(package.__file__).parent.rglob("*.py"):
+        assert len(path.read_text().splitlines()) <= 300, path
 
 
 def test_unknown_pass_suggests_the_close_name():
@@ -58,17 +100,13 @@ def test_a_cycle_in_after_is_reported(fresh_registry):
     class TestCycleAPass(GraphPass):
         id = "test_cycle_a"
         after = ("test_cycle_b",)
-
-        def run(self, gm):
-            return PassResult(self.id)
+        candidates = match = rewrite = None
 
     @fresh_registry
     class TestCycleBPass(GraphPass):
         id = "test_cycle_b"
         after = ("test_cycle_a",)
-
-        def run(self, gm):
-            return PassResult(self.id)
+        candidates = match = rewrite = None
 
     with pytest.raises(UnknownPassError, match="cycle"):
         resolve("test_cycle_a,test_cycle_b")
@@ -103,13 +141,14 @@ def register_broken_pass(fresh_registry):
         id = "test_broken_scale"
         after = ("fold_batchnorm",)
 
-        def run(self, gm):
-            result = PassResult(self.id)
-            for node in gm.graph.nodes:
-                if node.target is aten.conv2d.default and node.args[1].target == "head.weight":
-                    attr_value(gm, node.args[1]).data.mul_(1.01)
-                    result.rewrites += 1
-            return result
+        def candidates(self, gm):
+            return [n for n in gm.graph.nodes if n.target is aten.conv2d.default]
+
+        def match(self, gm, conv):
+            return conv if conv.args[1].target == "head.weight" else None
+
+        def rewrite(self, gm, conv, result):
+            attr_value(gm, conv.args[1]).data.mul_(1.01)
 
 
 def test_verify_mode_names_the_broken_pass(fresh_registry):

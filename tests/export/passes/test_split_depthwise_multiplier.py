@@ -10,7 +10,7 @@ from mobexport.export.passes import resolve
 from mobexport.export.passes.fold_batchnorm import FoldBatchnormPass
 from mobexport.export.passes.split_depthwise_multiplier import SplitDepthwiseMultiplierPass, multiplier
 
-from .conftest import (aten, assert_same_outputs, export_dynamic, export_static, images, op_counts, outputs,
+from .conftest import (Fires, Refuses, aten, check_pass, assert_same_outputs, export_dynamic, export_static, images, op_counts, outputs,
                        reexport_dynamic, signature, unused_attributes, zoo_module)
 
 CONVS = (aten.conv2d.default, aten.conv2d.padding)
@@ -84,7 +84,8 @@ def test_dynamic_shapes_survive_the_split():
     gm = export_dynamic(module, torch.randn(1, 4, 32, 32), multiple=8, low=16, high=64)
     inputs = images((16, 40, 64), channels=4)
     before = outputs(gm, inputs)
-    assert SplitDepthwiseMultiplierPass().run(gm).rewrites == 1
+    check_pass(SplitDepthwiseMultiplierPass, Fires(gm, inputs, rewrites=1, details={"convs_split": {"conv2d": 2}}))
+    assert all("val" in n.meta for n in gm.graph.nodes if n.op == "call_function")  # the builder's shapes
     program = reexport_dynamic(gm, inputs[1], multiple=8, low=16, high=64)
     assert_same_outputs(before, outputs(program.module(), inputs))
 
@@ -110,9 +111,8 @@ def test_refuses_a_computed_weight_or_bias_with_the_reason(computed):
     x = torch.randn(1, 4, 8, 8)
     gm = export_static(ComputedWeight(computed), x)
     before = outputs(gm, [x])
-    result = SplitDepthwiseMultiplierPass().run(gm)
-    assert result.rewrites == 0
-    assert len(result.skipped) == 1 and f"conv {computed} is not a constant" in result.skipped[0].reason
+    (result,) = check_pass(SplitDepthwiseMultiplierPass, Refuses(gm, [x], f"conv {computed} is not a constant"))
+    assert len(result.skipped) == 1
     torch.testing.assert_close(before[0], outputs(gm, [x])[0], rtol=0, atol=0)
 
 

@@ -1,4 +1,4 @@
-"""projection_free_attention: bridges stop moving the feature map, self-attention becomes bmm, near misses refused."""
+"""attention_to_bmm (was projection_free_attention): bridges stop moving the feature map, self-attention becomes bmm, near misses refused."""
 
 from __future__ import annotations
 
@@ -7,12 +7,14 @@ import torch
 import torch.nn as nn
 
 from mobexport.export.passes import resolve
-from mobexport.export.passes.projection_free_attention import VIEW_OPS, ProjectionFreeAttentionPass
+from mobexport.export.passes.attention_to_bmm import AttentionToBmmPass
+from mobexport.export.passes.fold_constants import FoldConstantsPass
+from mobexport.export.passes.ops import VIEW_OPS
 from mobexport.kernels import token_softmax
 from mobexport.models import mobile_former, vit
 
-from .conftest import (aten, assert_same_outputs, export_dynamic, export_static, images, op_counts, outputs,
-                       reexport_dynamic, signature, unused_attributes, zoo_module)
+from .conftest import (Fires, Refuses, aten, assert_same_outputs, check_pass, export_dynamic, export_static, images,
+                       op_counts, outputs, reexport_dynamic, unused_attributes, zoo_module)
 
 TRANSPOSES = (aten.transpose.int, aten.permute.default)
 RESOLUTIONS = (96, 128, 160)
@@ -52,47 +54,38 @@ def mobile_former_26m():
 
 
 def test_runs_after_the_other_default_passes():
-    assert {"fold_batchnorm", "fold_dynamic_relu"} <= set(ProjectionFreeAttentionPass.after)
-    assert resolve("default")[-1].id == "projection_free_attention"
+    assert {"fold_batchnorm", "fold_dynamic_relu"} <= set(AttentionToBmmPass.after)
+    assert [p.id for p in resolve("default")][-2:] == ["attention_to_bmm", "fold_constants"]
 
 
 def test_fires_on_mobile_former(mobile_former_26m):
     gm = mobile_former_26m
-    x = images(RESOLUTIONS)
-    before = outputs(gm, x)
-    sig = signature(gm)
     assert feature_map_transposes(gm) == 9 + 2 * 8  # K/V of each Mobile->Former; Q and output of each Mobile<-Former
     assert op_counts(gm)[aten.matmul.default] == 2 * (9 + 8 + 8)
 
-    result = ProjectionFreeAttentionPass().run(gm)
+    (result,) = check_pass(AttentionToBmmPass, Fires(gm, images(RESOLUTIONS), rewrites=25, ops={
+        aten.matmul.default: 0, aten.bmm.default: 2 * 25,
+        token_softmax.OP: 8,  # Mobile<-Former's softmax over tokens
+    }, details={"mobile_to_former": 9, "former_to_mobile": 8, "self_attention": 8, "residual_adds_on_bcp": 8}))
 
-    d = result.details
-    assert (d["mobile_to_former"], d["former_to_mobile"], d["self_attention"]) == (9, 8, 8)
-    assert result.rewrites == 25 and result.skipped == []
-    assert d["residual_adds_on_bcp"] == 8
-    counts = op_counts(gm)
     assert feature_map_transposes(gm) == 0
-    assert counts[aten.matmul.default] == 0 and counts[aten.bmm.default] == 2 * 25
-    assert counts[token_softmax.OP] == 8  # Mobile<-Former's softmax over tokens
-    assert counts[aten.repeat.default] == 0  # the learned tokens entering block 1 are constants now
     assert not any(n.target is aten.mul.Tensor and isinstance(n.args[1], float) and n.args[0].target is aten.bmm.default
                    for n in gm.graph.nodes), "attention scales were folded into the q/k linears"
-    assert unused_attributes(gm) == []
-    assert signature(gm) == sig
-    assert_same_outputs(before, outputs(gm, x))
-
-    again = ProjectionFreeAttentionPass().run(gm)
-    assert again.rewrites == 0 and not again.changed
 
 
-def test_first_block_projections_are_precomputed(mobile_former_26m):
+def test_constants_left_by_the_rewrite_are_folded_by_fold_constants(mobile_former_26m):
     gm = mobile_former_26m
     token_reads = [n for n in gm.graph.nodes if n.op == "get_attr" and n.target == "tokens.weight"]
     assert token_reads and any(u.target is aten.repeat.default for n in token_reads for u in n.users)
-    ProjectionFreeAttentionPass().run(gm)
+    AttentionToBmmPass().run(gm)
+    assert op_counts(gm)[aten.repeat.default] > 0  # attention alone leaves them to the folding pass
+
+    (folded,) = check_pass(FoldConstantsPass, Fires(gm, images(RESOLUTIONS), rewrites=8, ops={aten.repeat.default: 0}))
+
     constant_linears = [n for n in gm.graph.nodes if n.target is aten.linear.default and n.args[0].op == "get_attr"]
     assert constant_linears == []  # q = W_q z0 and the gate's W z0 became constants
     assert not any(n.op == "get_attr" and n.target == "tokens.weight" for n in gm.graph.nodes)
+    assert unused_attributes(gm) == []
 
 
 def test_dynamic_export_and_outputs_at_three_resolutions():
@@ -101,7 +94,7 @@ def test_dynamic_export_and_outputs_at_three_resolutions():
     gm = export_dynamic(model, example, multiple=32, low=64, high=192)
     x = images(RESOLUTIONS)
     before = outputs(gm, x)
-    ProjectionFreeAttentionPass().run(gm)
+    AttentionToBmmPass().run(gm)
     program = reexport_dynamic(gm, example, multiple=32, low=64, high=192)
     assert_same_outputs(before, outputs(program.module(), x))
 
@@ -132,7 +125,7 @@ def test_each_bridge_alone(kind, site):
     gm = export_dynamic(model, torch.randn(1, 3, 16, 24))
     x = images((8, 24, 40))
     before = outputs(gm, x)
-    result = ProjectionFreeAttentionPass().run(gm)
+    result = AttentionToBmmPass().run(gm)
     assert result.details[site] == 1
     assert feature_map_transposes(gm) == 0
     assert_same_outputs(before, outputs(gm, x))
@@ -207,14 +200,7 @@ class OutputChannelsInterleaved(mobile_former.Former2Mobile):
 ])
 def test_refuses_near_misses_with_the_reason(kind, reason):
     gm = export_static(_tiny_bridge(kind), torch.randn(1, 3, 16, 16))
-    x = images((16,))
-    before = outputs(gm, x)
-    code = gm.code
-    result = ProjectionFreeAttentionPass().run(gm)
-    assert result.rewrites == 0
-    assert any(reason in skip.reason for skip in result.skipped), result.skipped
-    assert gm.code == code
-    assert_same_outputs(before, outputs(gm, x))
+    check_pass(AttentionToBmmPass, Refuses(gm, images((16,)), reason))
 
 
 class DeitTokens(nn.Module):
@@ -235,7 +221,7 @@ def test_deit_self_attention_becomes_bmm():
     gm = export_dynamic(DeitTokens().eval(), example, multiple=8, low=16, high=64)
     x = images((16, 32, 56))
     before = outputs(gm, x)
-    result = ProjectionFreeAttentionPass().run(gm)
+    result = AttentionToBmmPass().run(gm)
     assert result.details["self_attention"] == 1 and result.skipped == []
     counts = op_counts(gm)
     assert counts[aten.matmul.default] == 0 and counts[aten.bmm.default] == 2
@@ -248,7 +234,7 @@ def test_cmt_attention_with_position_bias_becomes_bmm():
     gm = zoo_module("cmt_ti", 64, dynamic=False)
     x = images((64,))
     before = outputs(gm, x)
-    result = ProjectionFreeAttentionPass().run(gm)
+    result = AttentionToBmmPass().run(gm)
     blocks = 2 + 2 + 10 + 2
     assert result.details["self_attention"] == blocks and result.skipped == []
     assert op_counts(gm)[aten.matmul.default] == 0
@@ -258,5 +244,5 @@ def test_cmt_attention_with_position_bias_becomes_bmm():
 def test_leaves_a_model_without_attention_alone():
     gm = zoo_module("mobilenet_v3_small_100", 96, dynamic=True)
     code = gm.code
-    result = ProjectionFreeAttentionPass().run(gm)
+    result = AttentionToBmmPass().run(gm)
     assert result.rewrites == 0 and result.skipped == [] and gm.code == code
