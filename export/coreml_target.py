@@ -279,7 +279,7 @@ def with_channel_factors(traced: TracedProgram, factors: list[float]):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return torch.export.export(module, (example_input(traced.resolution),), dynamic_shapes=dynamic_shapes,
+            return torch.export.export(module, (example_input(traced.size),), dynamic_shapes=dynamic_shapes,
                                        strict=False)
     except Exception as exc:
         raise ExportError(f"could not prepend the image normalization: {str(exc).strip().splitlines()[0][:200]}",

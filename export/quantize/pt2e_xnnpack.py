@@ -173,12 +173,13 @@ def quantize_program(traced: TracedProgram, mode: str, calibration: CalibrationS
                                                  "mixed": round(output_sqnr(reference, converted, samples), 2)}
             else:
                 converted = _convert(prepared)
-            program = torch.export.export(converted, (example_input(traced.resolution),), strict=False)
+            program = torch.export.export(converted, (example_input(traced.size),), strict=False)
     except QuantizationError:
         raise
     except Exception as exc:
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
         raise QuantizationError(f"PT2E quantization for XNNPACK failed: {first}",
                                 "run with --debug for the full trace") from exc
-    quantized = TracedProgram(program, traced.resolution, False, traced.resolution, traced.resolution, traced.stride)
+    quantized = TracedProgram(program, traced.resolution, False, traced.resolution, traced.resolution, traced.stride,
+                              width=traced.width)
     return Pt2eResult(quantized, chosen, island, summary, scheme, notes)
