@@ -10,6 +10,8 @@ resolution and say so, rather than fail.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import warnings
 from dataclasses import dataclass
@@ -83,6 +85,23 @@ def _spatial(low: int, high: int, stride: int) -> dict:
     return {"x": {2: stride * h, 3: stride * w}}
 
 
+@contextlib.contextmanager
+def quiet_export_dump():
+    """Keep the graph ``torch.export`` prints on a data-dependent failure off stderr (logged at debug level):
+    the error names the failing line in one line instead."""
+    captured = io.StringIO()
+    shapes_log = logging.getLogger("torch.fx.experimental.symbolic_shapes")
+    level = shapes_log.level
+    shapes_log.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stderr(captured):
+            yield
+    finally:
+        shapes_log.setLevel(level)
+        if captured.getvalue().strip():
+            log.debug("torch.export said:\n%s", captured.getvalue())
+
+
 def trace(model: nn.Module, spec: ModelSpec, resolution: "int | Resolution", dynamic: bool = False,
           on_failure=None) -> TracedProgram:
     """Export ``model`` at ``resolution``; dynamic H/W over the spec's range if asked.
@@ -112,7 +131,7 @@ def trace(model: nn.Module, spec: ModelSpec, resolution: "int | Resolution", dyn
     else:
         fallback = None
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), quiet_export_dump():
             warnings.simplefilter("ignore")
             program = torch.export.export(model, (x,), strict=False)
     except Exception as exc:

@@ -158,8 +158,8 @@ def _as_argument_error(parse):
         try:
             return parse(text)
         except InvalidOptionError as exc:
-            raise argparse.ArgumentTypeError(exc.one_line().split(" ", 2)[-1] if exc.message.startswith("--")
-                                             else exc.one_line()) from None
+            line = exc.one_line()
+            raise argparse.ArgumentTypeError(line.split(" ", 1)[1] if line.startswith("--") else line) from None
 
     convert.__name__ = parse.__name__
     return convert
