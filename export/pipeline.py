@@ -25,6 +25,7 @@ from mobexport.models.references import (
     ModelReferenceError,
     UntraceableModelError,
     check_zoo_resolution,
+    eval_mode,
     traced_failure,
     user_spec,
 )
@@ -104,7 +105,7 @@ def _export_model(config: ExportConfig, on_step: StepCallback | None) -> Artifac
         report = load_checkpoint(model, config.checkpoint, config.model_label, trust=config.trust_checkpoint)
         checkpoint = {"path": str(config.checkpoint), "sha256": report.sha256}
         notes.extend(report.notes)
-    model.eval()
+    model = eval_mode(model)
     if not ref.is_zoo:
         check_user_input(model, ref, size)
     timings["build"] = time.perf_counter() - started

@@ -21,6 +21,7 @@ import torch.nn as nn
 from torch.export import Dim, ExportedProgram
 
 from mobexport.errors import ExportError, first_line
+from mobexport.models.references import eval_mode
 from mobexport.models.spec import ModelSpec
 from mobexport.shapes import Resolution
 
@@ -114,7 +115,7 @@ def trace(model: nn.Module, spec: ModelSpec, resolution: "int | Resolution", dyn
         spec.check_resolution(side)
     resolution = size.height
     width = None if size.square else size.width
-    model = model.eval()
+    model = eval_mode(model)
     x = example_input(size)
     r = spec.resolutions
     if dynamic:

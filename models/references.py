@@ -87,8 +87,8 @@ class ModelReference:
             return model.eval()
         if self.kind == MODULE:
             return self.instance.eval()
-        module = self.instance.module()  # PROGRAM
-        return module
+        return self.instance.module()  # PROGRAM: already in the mode it was exported in
+
 
     def example_shape(self) -> tuple[int, ...] | None:
         """The input shape a ``.pt2`` program was exported with (None for the other kinds)."""
@@ -110,6 +110,14 @@ class ModelReference:
         if self.kind == PROGRAM:
             return f"program '{self.source['path']}'"
         return f"{self.source['class']} instance"
+
+
+def eval_mode(model):
+    """``model.eval()``, except for a program's module, which refuses it (and was exported in its mode)."""
+    try:
+        return model.eval()
+    except NotImplementedError:
+        return model
 
 
 def resolve(model: Any, model_kwargs: dict | None = None, name: str | None = None) -> ModelReference:
@@ -294,7 +302,7 @@ def check_zoo_resolution(spec: ModelSpec, resolution: Resolution) -> Resolution:
         return resolution
     bad = [s for s in (resolution.height, resolution.width) if s not in spec.resolutions]
     if bad:
-        near = Resolution(nearest(spec.resolutions, resolution.height), nearest(spec.resolutions, resolution.width))
+        near = f"{nearest(spec.resolutions, resolution.height)}x{nearest(spec.resolutions, resolution.width)}"
         raise ResolutionError(f"resolution {resolution} does not fit {spec.name}: each side must be in "
                               f"{spec.resolutions}", f"use e.g. --resolution {near}")
     return resolution
