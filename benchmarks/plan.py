@@ -22,7 +22,7 @@ from .records import CaseKey
 class SweepPlan:
     models: list[str]
     targets: list[str]
-    resolutions: list[int]
+    resolutions: list[int | str]  # square sizes and "HxW" sizes, mixed
     device: str = "local"
     quantize: str = "none"
     passes: str = "default"
@@ -45,10 +45,15 @@ class SweepPlan:
             raise BenchmarkError(f"--batch {self.batch} is not a batch size", "use --batch 1 or more")
         if self.threads < 0:
             raise BenchmarkError(f"--threads {self.threads} is negative", "use 0 for the runtime's default")
+        from mobexport.models.references import check_zoo_resolution
+        from mobexport.shapes import Resolution
+
         for name in self.models:
+            if ":" in name or name.endswith(".pt2"):
+                continue  # a model reference: its export checks the sizes it takes
             spec = get_spec(name)
             for resolution in self.resolutions:
-                spec.check_resolution(resolution)
+                check_zoo_resolution(spec, Resolution.of(resolution))
         for target in self.targets:
             if target == EAGER:
                 continue

@@ -38,13 +38,16 @@ POSITIVE_MS = {"type": "number", "exclusiveMinimum": 0}
 COUNT = {"type": ["integer", "null"], "minimum": 0}
 TEXT_OR_NULL = {"type": ["string", "null"]}
 
+# A square size (224) or HEIGHTxWIDTH ("256x320").
+RESOLUTION = {"oneOf": [{"type": "integer", "minimum": 1, "maximum": 65536}, {"type": "string", "pattern": "^[1-9][0-9]{0,4}x[1-9][0-9]{0,4}$"}]}
+
 CASE = {
     "type": "object",
     "required": ["model", "target"],
     "additionalProperties": False,
     "properties": {
         "model": NAME, "target": NAME, "quantization": NAME, "passes": NAME, "device": NAME,
-        "resolution": {"type": "integer", "minimum": 1, "maximum": 65536},
+        "resolution": RESOLUTION,
         "batch": {"type": "integer", "minimum": 1},
         "threads": {"type": "integer", "minimum": 0},
     },
@@ -133,7 +136,7 @@ SUITE = {
         "description": {"type": "string"},
         "models": _list_of(NAME),
         "targets": _list_of(NAME),
-        "resolutions": _list_of({"type": "integer", "minimum": 1, "maximum": 65536}),
+        "resolutions": _list_of(RESOLUTION),
         "baseline": NAME,
         "device": NAME,
         "threads": {"type": "integer", "minimum": 0},

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mobexport.shapes import Resolution
+
 from .device import EAGER, CaseJob
 from .measure import time_adaptively
 from .memory import current_rss_bytes, peak_rss_bytes, reset_peak
@@ -60,7 +62,8 @@ def run(spec: dict) -> dict:
     if cpus:
         os.sched_setaffinity(0, set(cpus))
     importlib.import_module(RUNTIME_MODULES.get(job.kind, "numpy"))
-    x = np.random.default_rng(0).standard_normal((job.batch, 3, job.resolution, job.resolution)).astype(np.float32)
+    size = Resolution.of(job.resolution)
+    x = np.random.default_rng(0).standard_normal(size.input_shape(job.batch)).astype(np.float32)
     runner, threads_applied = build_runner(job, spec.get("device", "cpu"))
 
     baseline = current_rss_bytes()

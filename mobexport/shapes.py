@@ -132,3 +132,13 @@ def parse_channel_triple(value: "str | tuple | list", option: str) -> tuple[floa
         raise InvalidOptionError(f"{option} {value!r} is not {what} (one per RGB channel)",
                                  f"e.g. {option} {','.join(map(str, IMAGENET_STD if option == '--std' else IMAGENET_MEAN))}")
     return numbers
+
+
+def side(value: "Resolution | int | str") -> float:
+    """A size's position on a resolution axis: the side of the square with as many pixels (``sqrt(H*W)``).
+
+    Sweeps may mix square and ``HxW`` sizes; curves, sorting and crossovers use
+    this one number, and the axis labels say which size each point is.
+    """
+    size = Resolution.of(value)
+    return size.height if size.square else math.sqrt(size.height * size.width)
