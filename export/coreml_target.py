@@ -45,7 +45,6 @@ from mobexport.config import ExportConfig
 from mobexport.devices.coreml_runner import COMPUTE_UNITS, CoreMLReferenceRunner, CoreMLRunner
 from mobexport.devices.input_shapes import AcceptedInputs
 from mobexport.errors import DeviceError, ExportError, TargetOptionError
-from mobexport.models import get_spec
 
 from .coreml_mil.check import ReferenceCheck
 from .target import Lowered, Target
@@ -76,7 +75,7 @@ class CoreMLTarget(Target):
         deployment_target(config.target_options.get("deployment_target") or "iOS16")
         labels = config.target_options.get("class_labels")
         if labels is not None:
-            read_class_labels(Path(labels), config.num_classes or get_spec(config.model).num_classes)
+            read_class_labels(Path(labels), config.num_classes or config.spec().num_classes)
 
     def precision_for(self, config: ExportConfig) -> str:
         return config.target_options.get("precision") or "fp16"
@@ -86,7 +85,7 @@ class CoreMLTarget(Target):
         import numpy as np
 
         options = config.target_options
-        spec = get_spec(config.model)
+        spec = config.spec()
         num_classes = config.num_classes or spec.num_classes
         target_name, target = deployment_target(options.get("deployment_target") or "iOS16")
         precision = self.precision_for(config)

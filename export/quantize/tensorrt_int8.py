@@ -14,7 +14,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from mobexport.config import ExportConfig
-from mobexport.models import get_spec
 
 from . import sizes, support
 from .calibration import calibration_for
@@ -26,7 +25,7 @@ def quantize_for_tensorrt(onnx_path: Path, config: ExportConfig, resolution: int
     if config.quantize != "int8":
         return None
     onnx_path = Path(onnx_path)
-    calibration = calibration_for(config.calib_dir, get_spec(config.model), resolution, config.calib_samples)
+    calibration = calibration_for(config.calib_dir, config.spec(), resolution, config.calib_samples)
     fp32_bytes = sizes.onnx_weight_bytes(onnx_path)
     staged = onnx_path.with_name(f".{onnx_path.stem}.int8.onnx")
     result = quantize_int8(onnx_path, staged, calibration, symmetric_activations=True)

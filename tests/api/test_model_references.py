@@ -15,7 +15,7 @@ import torch
 from mobexport.cli import main
 from mobexport.models.references import ModelReferenceError, resolve
 
-from .conftest import load_factory, reference
+from .conftest import load_factory
 
 BAD = textwrap.dedent('''
     import torch

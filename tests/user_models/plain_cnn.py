@@ -1,6 +1,5 @@
 """A plain CNN as a user writes one: conv-BN-ReLU blocks (with and without conv bias), a depthwise stage, a head."""
 
-import torch
 import torch.nn as nn
 
 

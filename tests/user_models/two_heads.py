@@ -1,6 +1,5 @@
 """A model with two outputs: class logits and a coarse segmentation map, returned as a dict."""
 
-import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
