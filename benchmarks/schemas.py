@@ -39,7 +39,8 @@ COUNT = {"type": ["integer", "null"], "minimum": 0}
 TEXT_OR_NULL = {"type": ["string", "null"]}
 
 # A square size (224) or HEIGHTxWIDTH ("256x320").
-RESOLUTION = {"oneOf": [{"type": "integer", "minimum": 1, "maximum": 65536}, {"type": "string", "pattern": "^[1-9][0-9]{0,4}x[1-9][0-9]{0,4}$"}]}
+RESOLUTION = {"type": ["integer", "string"], "minimum": 1, "maximum": 65536,
+              "pattern": "^[1-9][0-9]{0,4}x[1-9][0-9]{0,4}$", "description": "an integer or HEIGHTxWIDTH"}
 
 CASE = {
     "type": "object",
@@ -212,7 +213,7 @@ def _describe(error: jsonschema.ValidationError) -> str:
         relation = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}[error.validator]
         return f"must be {relation} {error.validator_value}, not {shown}"
     if error.validator == "pattern":
-        return f"must be printable text, not {shown}"
+        return f"must be {error.schema.get('description', 'printable text')}, not {shown}"
     if error.validator in ("minLength", "maxLength"):
         return "must not be empty" if error.validator == "minLength" else \
             f"is longer than {error.validator_value} characters"
