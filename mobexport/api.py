@@ -204,13 +204,12 @@ def bench(
     min_iters: int | None = None,
     max_iters: int | None = None,
     warmup_time: float | None = None,
-    input_shape: str | None = None,
-    model_kwargs: dict | None = None,
 ):
     """A resolution sweep, as ``mobexport bench`` runs it: records, curves.csv, summary.md and plots in ``out``.
 
-    ``models`` are zoo names or model references (``file.py:factory``, ...); a
-    resolution list may mix square and ``HxW`` sizes. Returns the sweep's
+    ``models`` are zoo names or model references (``file.py:factory``, ...; each
+    exported at every size in ``resolutions``); a resolution list may mix square
+    and ``HxW`` sizes. Returns the sweep's
     :class:`BenchRecord` list (every record in ``out/results.jsonl``).
     """
     from mobexport.benchmarks.bench_cli import DEFAULT_BASELINE, write_outputs
@@ -237,8 +236,7 @@ def bench(
     if baseline is None and DEFAULT_BASELINE in models:
         baseline = DEFAULT_BASELINE
     plan = SweepPlan(models=models, targets=list(targets), resolutions=sizes, baseline=baseline, quantize=quantize,
-                     passes=passes, batch=batch, threads=threads, seed=seed,
-                     extra={k: v for k, v in (("input_shape", input_shape), ("model_kwargs", model_kwargs)) if v})
+                     passes=passes, batch=batch, threads=threads, seed=seed)
     dev = get_device(device, DeviceOptions())
     dev.require()
     plan.device = dev.name
