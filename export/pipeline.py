@@ -18,6 +18,7 @@ from mobexport.config import ExportConfig
 from mobexport.errors import InvalidOptionError, QuantizationError, ResolutionError, first_line
 from mobexport.kernels import prepare_for_target
 from mobexport.manifest import PARAMS_DEFINITION, RANDOM_WEIGHTS_NOTE, Manifest, sha256_tree, size_of, vcs_revision
+from mobexport.models import create_model
 from mobexport.models.checkpoint import load_checkpoint
 from mobexport.models.references import (
     InputShapeError,
@@ -97,7 +98,10 @@ def _export_model(config: ExportConfig, on_step: StepCallback | None) -> Artifac
 
     step("build model")
     started = time.perf_counter()
-    model = ref.build(num_classes=config.num_classes, resolution=size)
+    if ref.is_zoo:
+        model = create_model(ref.spec.name, num_classes=config.num_classes, resolution=size.height)
+    else:
+        model = ref.build(num_classes=config.num_classes, resolution=size)
     checkpoint = {"sha256": "random-init"}
     if config.checkpoint is None:
         notes.append(RANDOM_WEIGHTS_NOTE)
