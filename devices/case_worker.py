@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from mobexport.errors import first_line
+from mobexport.shapes import Resolution
 
 from .device import EAGER, CaseJob
 from .measure import time_adaptively
@@ -58,7 +59,8 @@ def run(spec: dict) -> dict:
         os.sched_setaffinity(0, set(cpus))
     # The runtime's package is imported before the idle baseline is read.
     importlib.import_module(runtime(artifact_kind(job)).package)
-    x = np.random.default_rng(0).standard_normal((job.batch, 3, job.resolution, job.resolution)).astype(np.float32)
+    size = Resolution.of(job.resolution)
+    x = np.random.default_rng(0).standard_normal(size.input_shape(job.batch)).astype(np.float32)
     runner, threads_applied = build_runner(job, spec.get("device", "cpu"))
 
     baseline = current_rss_bytes()

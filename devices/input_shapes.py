@@ -16,16 +16,20 @@ from mobexport.errors import ResolutionError
 
 @dataclass(frozen=True)
 class AcceptedInputs:
-    """Square spatial sizes ``min..max`` step ``stride``; ``batch`` None = any."""
+    """Spatial sizes ``min..max`` step ``stride`` for height and width each; ``batch`` None = any.
+
+    A static artifact of a rectangular input has ``min == max`` = its height and ``width`` its width.
+    """
 
     min: int
     max: int
     stride: int = 1
     batch: int | None = 1
+    width: int | None = None  # static only: the width when it differs from the height
 
     @classmethod
-    def static(cls, size: int, batch: int | None = 1) -> "AcceptedInputs":
-        return cls(size, size, 1, batch)
+    def static(cls, size: int, batch: int | None = 1, width: int | None = None) -> "AcceptedInputs":
+        return cls(size, size, 1, batch, None if width in (None, size) else width)
 
     @classmethod
     def from_manifest(cls, manifest: dict | None, batch: int | None = 1) -> "AcceptedInputs | None":
@@ -35,13 +39,16 @@ class AcceptedInputs:
             return None
         if res.get("dynamic"):
             return cls(int(res["min"]), int(res["max"]), int(res["stride"]), batch)
-        return cls.static(int(res["export"]), batch)
+        return cls.static(int(res.get("height") or res["export"]), batch, width=res.get("width"))
 
     @property
     def dynamic(self) -> bool:
         return self.min != self.max
 
     def accepts(self, height: int, width: int) -> bool:
+        if self.width is not None:
+            return height == self.min and width == self.width
+
         def ok(size: int) -> bool:
             return self.min <= size <= self.max and (size - self.min) % self.stride == 0
 
@@ -49,7 +56,7 @@ class AcceptedInputs:
 
     def describe(self) -> str:
         if not self.dynamic:
-            return f"{self.min}x{self.min} only (a static artifact)"
+            return f"{self.min}x{self.width or self.min} only (a static artifact)"
         return f"{self.min}..{self.max} step {self.stride}"
 
     def check(self, shape: tuple[int, ...], what: str = "this artifact") -> None:
@@ -58,7 +65,8 @@ class AcceptedInputs:
             raise ResolutionError(f"{what} takes [N, 3, H, W] images, got shape {tuple(shape)}")
         n, _, h, w = (int(s) for s in shape)
         if not self.accepts(h, w):
-            hint = (f"re-export it with --resolution {h}, or with --dynamic" if not self.dynamic
+            wanted = h if h == w else f"{h}x{w}"
+            hint = (f"re-export it with --resolution {wanted}, or with --dynamic" if not self.dynamic
                     else f"use a size in {self.describe()}")
             raise ResolutionError(f"{what} accepts {self.describe()}, got {h}x{w}", hint)
         if self.batch is not None and n != self.batch:

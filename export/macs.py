@@ -24,6 +24,8 @@ import torch.fx
 from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.export import ExportedProgram
 
+from mobexport.shapes import Resolution
+
 aten = torch.ops.aten
 
 CONV_OPS = {aten.conv2d.default, aten.convolution.default, aten.conv1d.default}
@@ -48,10 +50,11 @@ CATEGORIES = ("conv", "depthwise_conv", "linear", "attention")
 class MacReport:
     """MACs per category at one resolution, plus parameters."""
 
-    resolution: int
+    resolution: int  # the input height (the width too, unless ``size`` says otherwise)
     params: int
     macs: dict[str, int] = field(default_factory=lambda: {c: 0 for c in CATEGORIES})
     elementwise_ops: int = 0
+    size: str | None = None  # "HxW" for a rectangular input
 
     @property
     def total_macs(self) -> int:
@@ -117,12 +120,13 @@ class _Counter(torch.fx.Interpreter):
             self.report.elementwise_ops += int(out.numel())
 
 
-def count_macs(program: ExportedProgram, resolution: int, batch: int = 1) -> MacReport:
-    """Count MACs of ``program`` for a ``batch x 3 x resolution x resolution`` input."""
+def count_macs(program: ExportedProgram, resolution: "int | Resolution", batch: int = 1) -> MacReport:
+    """Count MACs of ``program`` for a ``batch x 3 x H x W`` input (``224`` or ``Resolution(256, 320)``)."""
+    size = Resolution.of(resolution)
     params = sum(p.numel() for p in program.parameters())
-    report = MacReport(resolution=resolution, params=int(params))
+    report = MacReport(resolution=size.height, params=int(params), size=None if size.square else str(size))
     gm = program.module()
     with FakeTensorMode(allow_non_fake_inputs=True) as fake:
-        x = fake.from_tensor(torch.empty(batch, 3, resolution, resolution))
+        x = fake.from_tensor(torch.empty(*size.input_shape(batch)))
         _Counter(gm, report).run(x)
     return report

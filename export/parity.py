@@ -1,13 +1,17 @@
 """Numerical parity of an artifact against eager PyTorch.
 
-Three metrics over a batch of inputs, each with a tolerance that can fail:
+Three metrics over a batch of inputs, for every output tensor of the model
+(a tuple, list or dict output is flattened in ``torch.export``'s order), each
+with a tolerance that can fail:
 
 * ``max_abs_error``: ``max |y_ref - y|`` over all logits, held to its bound
   times ``max(1, max |y_ref|)``: absolute for logits up to 1, relative beyond
   (fp32 rounding grows with the logits' scale: a random-init ResNet-34's
   logits reach ~10 and move by ~1e-4 in a correct export);
 * ``cosine``: the smallest per-sample cosine similarity of the logit vectors;
-* ``top1_agreement``: the fraction of samples whose argmax agrees.
+* ``top1_agreement``: the fraction of samples whose argmax agrees, only for
+  outputs that look like class logits (2-D, batch x classes); ``None`` when
+  no output does (a feature map, boxes), and the manifest says so.
 
 fp16 artifacts get looser, fp16-appropriate tolerances (stated in the
 manifest); ``--tolerance`` overrides the max-abs bound.
@@ -20,12 +24,13 @@ report names which inputs it used.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 import numpy as np
 
 from mobexport.errors import ParityError
+from mobexport.shapes import Resolution
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,22 @@ TOLERANCES = {"fp32": FP32, "fp16": FP16, "int8": INT8}
 
 
 RANDOM_INPUTS = "standard-normal noise"
+TOP1_RULE = "top-1 agreement is measured on outputs shaped like class logits (2-D: batch x classes) only"
+
+
+@dataclass
+class OutputParity:
+    """Parity of one output tensor (``name`` is its position in the flattened output structure)."""
+
+    name: str
+    shape: list[int]
+    max_abs_error: float
+    cosine: float
+    top1_agreement: float | None  # None: not class logits
+    passed: bool
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 @dataclass
@@ -61,58 +82,98 @@ class ParityReport:
     mean_abs_error: float
     relative_max_error: float
     cosine: float
-    top1_agreement: float
+    top1_agreement: float | None
     tolerance: Tolerance
     passed: bool
     inputs: str = RANDOM_INPUTS
+    size: str | None = None  # "HxW" when the input is not square
+    outputs: list[OutputParity] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["tolerance"] = self.tolerance.to_dict()
+        d["outputs"] = [o.to_dict() for o in self.outputs]
+        if len(self.outputs) > 1 or self.top1_agreement is None:
+            d["top1_note"] = TOP1_RULE
         return d
 
     def describe(self) -> str:
-        return (f"@{self.resolution}: max|err| {self.max_abs_error:.2e}, cos {self.cosine:.6f}, "
-                f"top-1 {self.top1_agreement:.0%} over {self.samples}"
+        top1 = "" if self.top1_agreement is None else f", top-1 {self.top1_agreement:.0%}"
+        several = f" ({len(self.outputs)} outputs; worst: {self.worst_output()})" if len(self.outputs) > 1 else ""
+        return (f"@{self.size or self.resolution}: max|err| {self.max_abs_error:.2e}, cos {self.cosine:.6f}"
+                f"{top1} over {self.samples}{several}"
                 + ("" if self.inputs == RANDOM_INPUTS else f" ({self.inputs})"))
 
+    def worst_output(self) -> str:
+        failed = [o for o in self.outputs if not o.passed]
+        worst = failed[0] if failed else min(self.outputs, key=lambda o: o.cosine)
+        return f"output {worst.name} {tuple(worst.shape)}"
 
-def compare(reference: np.ndarray, candidate: np.ndarray, resolution: int, tolerance: Tolerance) -> ParityReport:
-    """Parity metrics of ``candidate`` logits against ``reference`` ([N, classes])."""
-    ref = np.asarray(reference, dtype=np.float64).reshape(len(reference), -1)
-    got = np.asarray(candidate, dtype=np.float64).reshape(len(candidate), -1)
-    if ref.shape != got.shape:
-        raise ParityError(f"artifact output shape {got.shape} differs from PyTorch's {ref.shape}")
-    diff = np.abs(ref - got)
-    norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(got, axis=1)
-    cosine = np.sum(ref * got, axis=1) / np.maximum(norms, 1e-30)
-    scale = max(float(np.abs(ref).max()), 1e-12)
-    finite = bool(np.isfinite(got).all())
-    max_abs = float(diff.max()) if finite else float("inf")
-    report = ParityReport(
-        resolution=resolution,
-        samples=len(ref),
+
+def looks_like_logits(shape: tuple[int, ...]) -> bool:
+    """Class logits are 2-D, batch x classes (more than one class)."""
+    return len(shape) == 2 and shape[1] > 1
+
+
+def _as_list(outputs) -> list[np.ndarray]:
+    if isinstance(outputs, (list, tuple)):
+        return [np.asarray(o) for o in outputs]
+    return [np.asarray(outputs)]
+
+
+def compare(reference, candidate, resolution, tolerance: Tolerance) -> ParityReport:
+    """Parity metrics of ``candidate`` against ``reference``: one array or a list of arrays (one per output).
+
+    Each output is held to the tolerance on its own scale; the report's
+    numbers are the worst over outputs, and ``outputs`` has each one's.
+    """
+    refs, gots = _as_list(reference), _as_list(candidate)
+    if len(refs) != len(gots):
+        raise ParityError(f"the artifact returns {len(gots)} output(s), PyTorch {len(refs)}")
+    size = Resolution.of(resolution)
+    per_output, diffs, scales = [], [], []
+    for index, (ref_raw, got_raw) in enumerate(zip(refs, gots)):
+        if ref_raw.shape != got_raw.shape and ref_raw.size != got_raw.size:
+            raise ParityError(f"artifact output {index} has shape {got_raw.shape}, PyTorch's {ref_raw.shape}")
+        ref = np.asarray(ref_raw, dtype=np.float64).reshape(len(ref_raw), -1)
+        got = np.asarray(got_raw, dtype=np.float64).reshape(len(ref_raw), -1)
+        diff = np.abs(ref - got)
+        norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(got, axis=1)
+        cosines = np.sum(ref * got, axis=1) / np.maximum(norms, 1e-30)
+        # Two all-zero vectors (a ReLU'd map on noise) agree exactly: their cosine is 1, not 0.
+        cosines = np.where((np.linalg.norm(ref, axis=1) == 0) & (np.linalg.norm(got, axis=1) == 0), 1.0, cosines)
+        scale = max(float(np.abs(ref).max()) if ref.size else 0.0, 1e-12)
+        finite = bool(np.isfinite(got).all())
+        max_abs = float(diff.max()) if finite and diff.size else (0.0 if finite else float("inf"))
+        top1 = float(np.mean(ref.argmax(1) == got.argmax(1))) if looks_like_logits(ref_raw.shape) else None
+        cosine = float(cosines.min()) if finite else 0.0
+        passed = (finite and max_abs <= tolerance.max_abs_error * max(1.0, scale) and cosine >= tolerance.min_cosine
+                  and (top1 is None or top1 >= tolerance.min_top1_agreement))
+        per_output.append(OutputParity(str(index), list(ref_raw.shape), max_abs, cosine, top1, passed))
+        diffs.append(diff if finite else np.array([np.inf]))
+        scales.append(scale)
+    every = np.concatenate([d.ravel() for d in diffs])
+    max_abs = max(o.max_abs_error for o in per_output)
+    top1s = [o.top1_agreement for o in per_output if o.top1_agreement is not None]
+    return ParityReport(
+        resolution=size.height,
+        samples=len(refs[0]),
         max_abs_error=max_abs,
-        mean_abs_error=float(diff.mean()) if finite else float("inf"),
-        relative_max_error=max_abs / scale,
-        cosine=float(cosine.min()) if finite else 0.0,
-        top1_agreement=float(np.mean(ref.argmax(1) == got.argmax(1))),
+        mean_abs_error=float(every.mean()) if every.size else 0.0,
+        relative_max_error=max(o.max_abs_error / s for o, s in zip(per_output, scales)),
+        cosine=min(o.cosine for o in per_output),
+        top1_agreement=min(top1s) if top1s else None,
         tolerance=tolerance,
-        passed=False,
+        passed=all(o.passed for o in per_output),
+        size=None if size.square else str(size),
+        outputs=per_output,
     )
-    report.passed = (
-        finite
-        and report.max_abs_error <= tolerance.max_abs_error * max(1.0, scale)
-        and report.cosine >= tolerance.min_cosine
-        and report.top1_agreement >= tolerance.min_top1_agreement
-    )
-    return report
 
 
 def measure(
-    reference_fn: Callable[[np.ndarray], np.ndarray],
-    candidate_fn: Callable[[np.ndarray], np.ndarray],
-    resolution: int,
+    reference_fn: Callable[[np.ndarray], object],
+    candidate_fn: Callable[[np.ndarray], object],
+    resolution: "int | Resolution",
     tolerance: Tolerance,
     samples: int = 8,
     seed: int = 0,
@@ -121,24 +182,29 @@ def measure(
 ) -> ParityReport:
     """Run both functions on the same images, one at a time.
 
-    ``inputs`` ([N, 3, H, W]) replaces the ``samples`` random images; its
+    Each function returns one array or a list of arrays (one per output, in
+    the flattened order of the model's output structure). ``inputs``
+    ([N, 3, H, W]) replaces the ``samples`` random images; its
     ``inputs_source`` goes into the report.
     """
     if inputs is None:
         inputs = random_inputs(resolution, samples, seed)
         inputs_source = RANDOM_INPUTS
     batches = [np.ascontiguousarray(x[None], dtype=np.float32) for x in inputs]
-    ref = np.concatenate([reference_fn(x) for x in batches])
-    got = np.concatenate([candidate_fn(x) for x in batches])
+    ref_runs = [_as_list(reference_fn(x)) for x in batches]
+    got_runs = [_as_list(candidate_fn(x)) for x in batches]
+    ref = [np.concatenate([run[i] for run in ref_runs]) for i in range(len(ref_runs[0]))]
+    got = [np.concatenate([run[i] for run in got_runs]) for i in range(len(got_runs[0]))]
     report = compare(ref, got, resolution, tolerance)
     report.inputs = inputs_source
     return report
 
 
-def random_inputs(resolution: int, samples: int, seed: int = 0) -> np.ndarray:
+def random_inputs(resolution: "int | Resolution", samples: int, seed: int = 0) -> np.ndarray:
     """The standard-normal images ``measure`` uses by default ([samples, 3, H, W])."""
-    rng = np.random.default_rng(seed + resolution)
-    return rng.standard_normal((samples, 3, resolution, resolution)).astype(np.float32)
+    size = Resolution.of(resolution)
+    rng = np.random.default_rng(seed + size.height + (0 if size.square else 7919 * size.width))
+    return rng.standard_normal((samples, 3, size.height, size.width)).astype(np.float32)
 
 
 def require(reports: list[ParityReport], what: str,
@@ -153,7 +219,7 @@ def require(reports: list[ParityReport], what: str,
             where = explain(r) if explain is not None else None
             raise ParityError(
                 f"{what} differs from PyTorch {r.describe()} "
-                f"(tolerance {t.name}: max|err| <= {t.max_abs_error:g} x max(1, max|logit|), cos >= {t.min_cosine}, "
-                f"top-1 >= {t.min_top1_agreement:.0%})" + (f"; {where}" if where else ""),
+                f"(tolerance {t.name}: max|err| <= {t.max_abs_error:g} x max(1, max|output|), cos >= {t.min_cosine}, "
+                f"top-1 >= {t.min_top1_agreement:.0%} on logits)" + (f"; {where}" if where else ""),
                 "pass --tolerance to loosen the bound, or --passes none to rule out a graph rewrite",
             )

@@ -10,6 +10,8 @@ resolution and say so, rather than fail.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import warnings
 from dataclasses import dataclass
@@ -18,8 +20,10 @@ import torch
 import torch.nn as nn
 from torch.export import Dim, ExportedProgram
 
-from mobexport.errors import ExportError
+from mobexport.errors import ExportError, first_line
+from mobexport.models.references import eval_mode
 from mobexport.models.spec import ModelSpec
+from mobexport.shapes import Resolution
 
 log = logging.getLogger(__name__)
 
@@ -29,27 +33,41 @@ class TracedProgram:
     """An exported program plus what it accepts."""
 
     program: ExportedProgram
-    resolution: int
+    resolution: int  # the export height (and width, unless ``width`` says otherwise)
     dynamic: bool
     min_resolution: int
     max_resolution: int
     stride: int
     fallback_reason: str | None = None
+    width: int | None = None  # the export width of a rectangular input; None = square
 
-    def accepts(self, size: int) -> bool:
+    @property
+    def size(self) -> Resolution:
+        """The export height and width."""
+        return Resolution(self.resolution, self.resolution if self.width is None else self.width)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int, int]:
+        return self.size.input_shape()
+
+    def accepts(self, size: "int | Resolution") -> bool:
+        size = Resolution.of(size)
         if not self.dynamic:
-            return size == self.resolution
-        return self.min_resolution <= size <= self.max_resolution and size % self.stride == 0
+            return size == self.size
+        return all(self.min_resolution <= s <= self.max_resolution and s % self.stride == 0
+                   for s in (size.height, size.width))
 
     def describe(self) -> str:
         if self.dynamic:
             return f"{self.min_resolution}..{self.max_resolution} step {self.stride}"
-        return f"{self.resolution} (static)"
+        return f"{self.size} (static)"
 
 
-def example_input(resolution: int, batch: int = 1, seed: int = 0) -> torch.Tensor:
+def example_input(resolution: "int | Resolution", batch: int = 1, seed: int = 0) -> torch.Tensor:
+    """A standard-normal image batch at ``resolution`` (``224`` or ``Resolution(256, 320)``)."""
+    size = Resolution.of(resolution)
     generator = torch.Generator().manual_seed(seed)
-    return torch.randn(batch, 3, resolution, resolution, generator=generator)
+    return torch.randn(batch, 3, size.height, size.width, generator=generator)
 
 
 def spatial_dynamic_shapes(spec: ModelSpec) -> dict:
@@ -68,18 +86,44 @@ def _spatial(low: int, high: int, stride: int) -> dict:
     return {"x": {2: stride * h, 3: stride * w}}
 
 
-def trace(model: nn.Module, spec: ModelSpec, resolution: int, dynamic: bool = False) -> TracedProgram:
-    """Export ``model`` at ``resolution``; dynamic H/W over the spec's range if asked."""
-    spec.check_resolution(resolution)
-    model = model.eval()
-    x = example_input(resolution)
+@contextlib.contextmanager
+def quiet_export_dump():
+    """Keep the graph ``torch.export`` prints on a data-dependent failure off stderr (logged at debug level):
+    the error names the failing line in one line instead."""
+    captured = io.StringIO()
+    shapes_log = logging.getLogger("torch.fx.experimental.symbolic_shapes")
+    level = shapes_log.level
+    shapes_log.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stderr(captured):
+            yield
+    finally:
+        shapes_log.setLevel(level)
+        if captured.getvalue().strip():
+            log.debug("torch.export said:\n%s", captured.getvalue())
+
+
+def trace(model: nn.Module, spec: ModelSpec, resolution: "int | Resolution", dynamic: bool = False,
+          on_failure=None) -> TracedProgram:
+    """Export ``model`` at ``resolution``; dynamic H/W over the spec's range if asked.
+
+    ``on_failure(exc)`` may turn a tracing failure into its own error (a user
+    model's names the failing line); by default it is an :class:`ExportError`.
+    """
+    size = Resolution.of(resolution)
+    for side in {size.height, size.width}:
+        spec.check_resolution(side)
+    resolution = size.height
+    width = None if size.square else size.width
+    model = eval_mode(model)
+    x = example_input(size)
     r = spec.resolutions
     if dynamic:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 program = torch.export.export(model, (x,), dynamic_shapes=spatial_dynamic_shapes(spec), strict=False)
-            return TracedProgram(program, resolution, True, r.min, r.max, r.stride)
+            return TracedProgram(program, resolution, True, r.min, r.max, r.stride, width=width)
         except Exception as exc:  # a guard pinned H/W: degrade to static, loudly
             reason = str(exc).strip().splitlines()[0][:200]
             log.warning("%s cannot be exported with dynamic height/width (%s); exporting static %d",
@@ -88,10 +132,12 @@ def trace(model: nn.Module, spec: ModelSpec, resolution: int, dynamic: bool = Fa
     else:
         fallback = None
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), quiet_export_dump():
             warnings.simplefilter("ignore")
             program = torch.export.export(model, (x,), strict=False)
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0][:300]
-        raise ExportError(f"torch.export could not trace {spec.name}: {first}", "run with --debug for the full trace") from exc
-    return TracedProgram(program, resolution, False, resolution, resolution, r.stride, fallback)
+        if on_failure is not None:
+            on_failure(exc)
+        raise ExportError(f"torch.export could not trace {spec.name}: {first_line(exc)}",
+                          "run with --debug for the full trace") from exc
+    return TracedProgram(program, resolution, False, resolution, resolution, r.stride, fallback, width=width)

@@ -30,11 +30,16 @@ from mobexport.errors import EXIT_INTERRUPTED, EXIT_STATUSES, EXIT_USAGE, Mobexp
 from mobexport.options import (
     ArgumentParser,
     add_verbosity_options,
+    channel_triple,
     existing_dir,
     existing_file,
     finite_nonneg_float,
+    input_shape,
+    json_object,
     positive_int,
     printable_line,
+    resolution,
+    resolution_range,
     writable_dir,
 )
 
@@ -83,9 +88,23 @@ def export_parser() -> argparse.ArgumentParser:
         epilog=f"example: {MAIN_EXAMPLE}\n\n{exit_status_text()}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--model", required=True, help="zoo model name (see 'mobexport list')")
+    p.add_argument("--model", required=True,
+                   help="zoo model name (see 'mobexport list'), package.module:factory, path/to/file.py:factory, "
+                        "or a .pt2 file written by torch.export.save (docs/your_own_model.md)")
     p.add_argument("--target", required=True, help=f"export target: {', '.join(target_names())}")
-    p.add_argument("--resolution", type=positive_int, help="input height = width (default: the model's)")
+    p.add_argument("--resolution", type=resolution,
+                   help="input size: 224 (square) or HEIGHTxWIDTH, e.g. 256x320 (default: the model's)")
+    user = p.add_argument_group("your own model (docs/your_own_model.md)")
+    user.add_argument("--input-shape", type=input_shape, metavar="1x3xHxW",
+                      help="the input a model outside the zoo takes, e.g. 1x3x256x320 (or give --resolution)")
+    user.add_argument("--resolution-range", type=resolution_range, metavar="LOW..HIGH/STEP",
+                      help="dynamic height and width over this range, e.g. 128..512/32")
+    user.add_argument("--model-kwargs", type=json_object, metavar="JSON",
+                      help="keyword arguments of the factory, e.g. '{\"num_classes\": 10}'")
+    user.add_argument("--mean", type=channel_triple("--mean"), metavar="R,G,B",
+                      help="normalization mean of calibration images (default: the model's, else ImageNet's)")
+    user.add_argument("--std", type=channel_triple("--std"), metavar="R,G,B",
+                      help="normalization std of calibration images (default: the model's, else ImageNet's)")
     p.add_argument("--checkpoint", type=existing_file,
                    help="trained weights (.pth/.pt/.safetensors) in the reference key format")
     p.add_argument("--trust-checkpoint", action="store_true",
@@ -150,11 +169,16 @@ def _cmd_export(argv: Sequence[str]) -> int:
         calib_samples=args.calib_samples,
         target_options=options_from_args(args, option_classes()),
         command=["mobexport", *argv],
+        input_shape=args.input_shape,
+        resolution_range=args.resolution_range,
+        model_kwargs=args.model_kwargs,
+        mean=args.mean,
+        std=args.std,
     )
     from mobexport.export.pipeline import EXPORT_STEPS, export_model
     from mobexport.report import print_export_summary, step_progress
 
-    with step_progress(stderr_console(), f"{config.model} -> {config.target}", len(EXPORT_STEPS)) as advance:
+    with step_progress(stderr_console(), f"{config.model_label} -> {config.target}", len(EXPORT_STEPS)) as advance:
         artifact = export_model(config, on_step=advance)
     if args.json:
         sys.stdout.write(artifact.manifest.to_json().rstrip("\n") + "\n")

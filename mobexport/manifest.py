@@ -118,7 +118,8 @@ MANIFEST_SCHEMA: dict = {
             "type": "object",
             "required": ["resolution", "passed", "max_abs_error", "cosine", "top1_agreement", "samples", "tolerance"],
             "properties": {"resolution": {"type": "integer"}, "passed": {"type": "boolean"},
-                           "max_abs_error": _NUMBER, "cosine": _NUMBER, "top1_agreement": _NUMBER,
+                           "max_abs_error": _NUMBER, "cosine": _NUMBER,
+                           "top1_agreement": {"type": ["number", "null"]},  # null: no output is class logits
                            "samples": {"type": "integer"},
                            "tolerance": {"type": "object", "required": ["name"],
                                          "properties": {"name": {"type": "string"}}}}}},

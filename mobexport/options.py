@@ -147,3 +147,69 @@ def add_verbosity_options(p: argparse.ArgumentParser) -> None:
     group.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr")
     group.add_argument("--debug", action="store_true", help="show tracebacks and debug logs (same as -vv plus tracebacks)")
 
+
+
+def _as_argument_error(parse):
+    """An argparse ``type=`` from a parser in :mod:`mobexport.shapes`: its one-line problem, without the option name."""
+
+    def convert(text: str):
+        from mobexport.errors import InvalidOptionError
+
+        try:
+            return parse(text)
+        except InvalidOptionError as exc:
+            line = exc.one_line()
+            raise argparse.ArgumentTypeError(line.split(" ", 1)[1] if line.startswith("--") else line) from None
+
+    convert.__name__ = parse.__name__
+    return convert
+
+
+def _resolution(text: str) -> int | str:
+    from mobexport.shapes import Resolution
+
+    return Resolution.of(text).to_json()
+
+
+def _input_shape(text: str) -> tuple[int, ...]:
+    from mobexport.shapes import parse_input_shape
+
+    return parse_input_shape(text)
+
+
+def _resolution_range(text: str):
+    from mobexport.shapes import SizeRange
+
+    return SizeRange.parse(text)
+
+
+resolution = _as_argument_error(_resolution)
+resolution.__doc__ = "An input size: ``224`` (square) or ``256x320`` (height x width)."
+input_shape = _as_argument_error(_input_shape)
+input_shape.__doc__ = "An image batch shape ``1x3x256x320``."
+resolution_range = _as_argument_error(_resolution_range)
+resolution_range.__doc__ = "``128..512/32``: dynamic height and width over that range."
+
+
+def channel_triple(option: str):
+    """``--mean``/``--std``: three numbers, one per RGB channel (``0.5,0.5,0.5``)."""
+    from mobexport.shapes import parse_channel_triple
+
+    def parse(text: str):
+        return parse_channel_triple(text, option)
+
+    parse.__name__ = option.lstrip("-")
+    return _as_argument_error(parse)
+
+
+def json_object(text: str) -> dict:
+    """``--model-kwargs '{"num_classes": 10}'``: a JSON object."""
+    import json
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not JSON ({exc.msg} at column {exc.colno})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a JSON object, e.g. '{{\"num_classes\": 10}}'")
+    return value

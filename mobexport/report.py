@@ -72,18 +72,20 @@ def print_export_summary(console: Console, artifact) -> None:
     table.add_row("artifact", str(artifact.display_path))
     if "size_bytes" in m.artifact:
         table.add_row("size", human_bytes(m.artifact["size_bytes"]))
-    table.add_row("resolution", f"{res['export']} ({accepted})")
+    table.add_row("resolution", f"{res.get('size') or res['export']} ({accepted})")
     if m.params:
         table.add_row("params", f"{human_count(m.params)} ({m.params:,}: {m.params_definition})")
     macs = m.macs
     if "total_macs" in macs:
-        table.add_row("MACs", f"{human_count(macs['total_macs'])} @{macs.get('resolution', res['export'])}")
+        table.add_row("MACs", f"{human_count(macs['total_macs'])} @{macs.get('size') or macs.get('resolution', res['export'])}")
     for p in m.parity:
         verdict = "[green]ok[/]" if p["passed"] else "[red]FAILED[/]"
+        top1 = "no logits output" if p["top1_agreement"] is None else f"top-1 {p['top1_agreement']:.0%}"
+        outputs = f", {len(p['outputs'])} outputs" if len(p.get("outputs") or []) > 1 else ""
         table.add_row(
-            f"parity @{p['resolution']}",
+            f"parity @{p.get('size') or p['resolution']}",
             f"{verdict} max|err| {p['max_abs_error']:.2e}, cos {p['cosine']:.6f}, "
-            f"top-1 {p['top1_agreement']:.0%} ({p['samples']} inputs, {p['tolerance']['name']} tolerance)",
+            f"{top1} ({p['samples']} inputs{outputs}, {p['tolerance']['name']} tolerance)",
         )
     if m.quantization.get("mode", "none") != "none":
         from mobexport.export.quantize.report import summary_rows

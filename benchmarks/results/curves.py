@@ -32,6 +32,7 @@ import numpy as np
 from mobexport.devices.device import EAGER
 from mobexport.errors import BenchmarkError
 from mobexport.manifest import write_text_atomic
+from mobexport.shapes import side
 
 from .records import BenchRecord, CaseKey
 
@@ -215,7 +216,8 @@ def setting_key(row: dict) -> tuple:
 def curve_rows(records: Iterable[BenchRecord], baseline: str | None = None) -> list[dict]:
     """Table rows sorted by setting, model, resolution; ``vs_baseline`` = latency / baseline's."""
     rows = [row_of(r) for r in latest_by_case(records).values()]
-    rows.sort(key=lambda r: (setting_key(r), r["model"] != baseline, r["model"], r["resolution"]))
+    rows.sort(key=lambda r: (setting_key(r), r["model"] != baseline, r["model"], side(r["resolution"]),
+                             str(r["resolution"])))
     if baseline:
         reference = {(setting_key(r), r["resolution"]): r["latency_median_ms"]
                      for r in rows if r["model"] == baseline and r["status"] == "ok"}
@@ -276,12 +278,12 @@ def crossovers(rows: list[dict], baseline: str, metric: str = "latency_median_ms
         base = _curve(rows, baseline, setting, metric)
         for model in models:
             mine = _curve(rows, model, setting, metric)
-            shared = sorted(set(base) & set(mine))
+            shared = sorted(set(base) & set(mine), key=side)
             diffs = [(r, mine[r][metric] - base[r][metric]) for r in shared]
             for (r1, d1), (r2, d2) in zip(diffs, diffs[1:]):
                 if d1 * d2 >= 0:
                     continue
-                at = r1 + (r2 - r1) * d1 / (d1 - d2)
+                at = side(r1) + (side(r2) - side(r1)) * d1 / (d1 - d2)
                 clear = None
                 if metric == "latency_median_ms":
                     clear = _disjoint(mine[r1], base[r1]) and _disjoint(mine[r2], base[r2])

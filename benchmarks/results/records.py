@@ -33,7 +33,7 @@ class CaseKey:
     quantization: str = "none"
     passes: str = "default"
     device: str = "local"
-    resolution: int = 224
+    resolution: int | str = 224  # a square size, or "HxW"
     batch: int = 1
     threads: int = 0
 

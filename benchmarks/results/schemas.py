@@ -38,13 +38,17 @@ POSITIVE_MS = {"type": "number", "exclusiveMinimum": 0}
 COUNT = {"type": ["integer", "null"], "minimum": 0}
 TEXT_OR_NULL = {"type": ["string", "null"]}
 
+# A square size (224) or HEIGHTxWIDTH ("256x320").
+RESOLUTION = {"type": ["integer", "string"], "minimum": 1, "maximum": 65536,
+              "pattern": "^[1-9][0-9]{0,4}x[1-9][0-9]{0,4}$", "description": "an integer or HEIGHTxWIDTH"}
+
 CASE = {
     "type": "object",
     "required": ["model", "target"],
     "additionalProperties": False,
     "properties": {
         "model": NAME, "target": NAME, "quantization": NAME, "passes": NAME, "device": NAME,
-        "resolution": {"type": "integer", "minimum": 1, "maximum": 65536},
+        "resolution": RESOLUTION,
         "batch": {"type": "integer", "minimum": 1},
         "threads": {"type": "integer", "minimum": 0},
     },
@@ -133,7 +137,7 @@ SUITE = {
         "description": {"type": "string"},
         "models": _list_of(NAME),
         "targets": _list_of(NAME),
-        "resolutions": _list_of({"type": "integer", "minimum": 1, "maximum": 65536}),
+        "resolutions": _list_of(RESOLUTION),
         "baseline": NAME,
         "device": NAME,
         "threads": {"oneOf": [{"type": "integer", "minimum": 0},
@@ -210,7 +214,7 @@ def _describe(error: jsonschema.ValidationError) -> str:
         relation = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}[error.validator]
         return f"must be {relation} {error.validator_value}, not {shown}"
     if error.validator == "pattern":
-        return f"must be printable text, not {shown}"
+        return f"must be {error.schema.get('description', 'printable text')}, not {shown}"
     if error.validator in ("minLength", "maxLength"):
         return "must not be empty" if error.validator == "minLength" else \
             f"is longer than {error.validator_value} characters"

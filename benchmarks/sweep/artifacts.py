@@ -21,13 +21,14 @@ from pathlib import Path
 from typing import Callable
 
 from mobexport import __version__
-from mobexport.config import ExportConfig
+from mobexport.config import ExportConfig, label_of
 from mobexport.devices.device import EAGER
 from mobexport.errors import MobexportError
 from mobexport.export.artifact import Artifact
 from mobexport.export.targets import option_classes
 from mobexport.export.targets.options import default_options
 from mobexport.manifest import MANIFEST_NAME, Manifest
+from mobexport.shapes import Resolution
 
 from mobexport.benchmarks.results.records import CaseKey
 
@@ -77,8 +78,9 @@ def export_config(case: CaseKey, out_dir: Path) -> ExportConfig:
 def same_export(case: CaseKey, artifact: Artifact) -> bool:
     """Whether ``artifact``'s manifest says it is the export ``case`` asks for."""
     m = artifact.manifest
-    return (m.target == case.target and m.model.get("name") == case.model
-            and m.resolution.get("export") == case.resolution and not m.resolution.get("dynamic")
+    return (m.target == case.target and m.model.get("name") == label_of(case.model)
+            and (m.resolution.get("size") or m.resolution.get("export")) == case.resolution
+            and not m.resolution.get("dynamic")
             and list(m.command) == export_command(case) and m.mobexport_version == __version__)
 
 
@@ -146,6 +148,7 @@ def eager_costs(case: CaseKey, out_dir: Path) -> tuple[int | None, int | None]:
     from mobexport.export.trace import trace
     from mobexport.models import create_model, get_spec
 
-    model = create_model(case.model, resolution=case.resolution).eval()
-    report = count_macs(trace(model, get_spec(case.model), case.resolution).program, case.resolution)
+    size = Resolution.of(case.resolution)
+    model = create_model(case.model, resolution=size.height).eval()
+    report = count_macs(trace(model, get_spec(case.model), size).program, size)
     return report.total_macs, report.params

@@ -29,7 +29,7 @@ from mobexport.devices.android_runners import ORT_EXECUTION_PROVIDERS
 from mobexport.devices.device import EAGER, WHERE_IT_RUNS
 from mobexport.devices.measure import MeasurePolicy
 from mobexport.devices.registry import DeviceOptions, get_device
-from mobexport.errors import BenchmarkError, MobexportError, OutputDirError
+from mobexport.errors import BenchmarkError, InvalidOptionError, MobexportError, OutputDirError
 from mobexport.export.quantize.support import MODES
 from mobexport.options import (
     ArgumentParser,
@@ -40,8 +40,10 @@ from mobexport.options import (
     nonneg_int,
     positive_float,
     positive_int,
+    resolution,
     writable_dir,
 )
+from mobexport.shapes import Resolution
 
 # Only light modules above: the sweep, the export pipeline and torch are imported
 # once the command line and the device have been checked (see main), so a
@@ -69,11 +71,13 @@ def parser() -> argparse.ArgumentParser:
     what = p.add_argument_group("what to measure")
     what.add_argument("--suite", help="predefined sweep (see --list-suites) or a .toml/.json suite file")
     what.add_argument("--list-suites", action="store_true", help="list the predefined suites and exit")
-    what.add_argument("--models", type=csv_of(str), metavar="M1,M2", help="comma-separated zoo models")
+    what.add_argument("--models", type=csv_of(str), metavar="M1,M2",
+                      help="comma-separated zoo models or model references (path/to/file.py:factory, "
+                           "package.module:factory, prog.pt2)")
     what.add_argument("--targets", type=csv_of(str), metavar="T1,T2",
                       help=f"comma-separated targets: onnx, executorch, litert, ... or {EAGER} (eager)")
-    what.add_argument("--resolutions", type=csv_of(positive_int), metavar="R1,R2",
-                      help="comma-separated input sizes, e.g. 128,224,320")
+    what.add_argument("--resolutions", type=csv_of(resolution), metavar="R1,R2",
+                      help="comma-separated input sizes, square or HxW, e.g. 128,224,256x320")
     what.add_argument("--baseline", help=f"model the others are compared with (default: {DEFAULT_BASELINE} if swept)")
     what.add_argument("--quantize", choices=MODES, help="quantization passed to the export pipeline (default: none)")
     what.add_argument("--passes", help="graph passes passed to the export pipeline: default, none or id,id,... "
@@ -137,8 +141,11 @@ def settings_from(args: argparse.Namespace) -> tuple[SweepPlan, MeasurePolicy, D
     if missing:
         raise BenchmarkError(f"nothing to measure: {', '.join(missing)} not given",
                              "give them, or --suite NAME (see --list-suites)")
-    if any(r <= 0 for r in resolutions):
-        raise BenchmarkError(f"resolutions must be positive, got {resolutions}", "e.g. --resolutions 128,224,320")
+    try:
+        resolutions = [Resolution.of(r).to_json() for r in resolutions]
+    except InvalidOptionError:
+        raise BenchmarkError(f"resolutions must be positive sizes (224 or HxW), got {resolutions}",
+                             "e.g. --resolutions 128,224,256x320") from None
     baseline = _pick(args.baseline, suite, "baseline", DEFAULT_BASELINE if DEFAULT_BASELINE in models else None)
     defaults = MeasurePolicy()
     try:

@@ -22,7 +22,7 @@ from mobexport.benchmarks.results.records import CaseKey
 class SweepPlan:
     models: list[str]
     targets: list[str]
-    resolutions: list[int]
+    resolutions: list[int | str]  # square sizes and "HxW" sizes, mixed
     device: str = "local"
     quantize: str = "none"
     passes: str = "default"
@@ -46,10 +46,15 @@ class SweepPlan:
         for threads in self.thread_counts:
             if threads < 0:
                 raise BenchmarkError(f"--threads {threads} is negative", "use 0 for the runtime's default")
+        from mobexport.models.references import check_zoo_resolution
+        from mobexport.shapes import Resolution
+
         for name in self.models:
+            if ":" in name or name.endswith(".pt2"):
+                continue  # a model reference: its export checks the sizes it takes
             spec = get_spec(name)
             for resolution in self.resolutions:
-                spec.check_resolution(resolution)
+                check_zoo_resolution(spec, Resolution.of(resolution))
         for target in self.targets:
             if target == EAGER:
                 continue

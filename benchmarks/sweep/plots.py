@@ -25,6 +25,8 @@ from typing import Iterable
 
 import numpy as np
 
+from mobexport.shapes import side
+
 from mobexport.benchmarks.results.change_intervals import bootstrap_ratio_of_medians
 from mobexport.benchmarks.results.curves import METRICS, crossovers, latest_by_case, setting_key, setting_label
 from mobexport.benchmarks.results.figures import device_caption, precision_caption, save_png, threads_caption
@@ -103,13 +105,22 @@ def plot_sweep(rows: list[dict], out_dir: Path, baseline: str | None, title: str
     return written
 
 
+def set_resolution_axis(ax, resolutions: list) -> None:
+    """Ticks at each swept size, labelled as given (224, 256x320); an HxW size sits at sqrt(H*W)."""
+    ax.set_xticks([side(r) for r in resolutions])
+    ax.set_xticklabels([str(r) for r in resolutions])
+    ax.tick_params(axis="x", labelrotation=45 if len(resolutions) > 6 else 0)
+    square = all(isinstance(r, int) for r in resolutions)
+    ax.set_xlabel("input resolution (px, square)" if square else "input resolution (px; HxW at sqrt(H*W))")
+
+
 def _panel(ax, rows: list[dict], metric: str, label: str, baseline: str | None, subtitle: str) -> None:
     models = sorted({r["model"] for r in rows}, key=lambda m: (m != baseline, m))
     colors = iter(COLORS)
-    resolutions = sorted({r["resolution"] for r in rows})
+    resolutions = sorted({r["resolution"] for r in rows}, key=side)
     for model in models:
-        points = sorted((r for r in rows if r["model"] == model), key=lambda r: r["resolution"])
-        xs = [r["resolution"] for r in points]
+        points = sorted((r for r in rows if r["model"] == model), key=lambda r: side(r["resolution"]))
+        xs = [side(r["resolution"]) for r in points]
         ys = [r[metric] for r in points]
         is_base = model == baseline
         style = dict(color="black", linestyle="--", marker="s", linewidth=2) if is_base else \
@@ -127,9 +138,7 @@ def _panel(ax, rows: list[dict], metric: str, label: str, baseline: str | None, 
             ax.axvline(cross.at, color="tab:red", linestyle=":", linewidth=1.5)
             ax.annotate(f"{cross.model}\ncrosses at ~{cross.at:.0f} px", xy=(cross.at, top), xytext=(4, -4),
                         textcoords="offset points", va="top", fontsize=8, color="tab:red")
-    ax.set_xticks(resolutions)
-    ax.tick_params(axis="x", labelrotation=45 if len(resolutions) > 6 else 0)
-    ax.set_xlabel("input resolution (px, square)")
+    set_resolution_axis(ax, resolutions)
     ax.set_ylabel(label)
     ax.set_title(subtitle, fontsize=10)
     ax.grid(True, alpha=0.3)
@@ -187,8 +196,8 @@ def _plot_ratio(rows: list[dict], records: list[BenchRecord], baseline: str, pat
     for ax, setting in zip(axes[0], settings):
         mine = [p for p in points if p["setting"] == setting]
         for model, color in zip(sorted({p["model"] for p in mine}), COLORS):
-            curve = sorted((p for p in mine if p["model"] == model), key=lambda p: p["resolution"])
-            xs, ys = [p["resolution"] for p in curve], [p["ratio"] for p in curve]
+            curve = sorted((p for p in mine if p["model"] == model), key=lambda p: side(p["resolution"]))
+            xs, ys = [side(p["resolution"]) for p in curve], [p["ratio"] for p in curve]
             if all(p["low"] is not None for p in curve):
                 errors = [[p["ratio"] - p["low"] for p in curve], [p["high"] - p["ratio"] for p in curve]]
                 ax.errorbar(xs, ys, yerr=errors, capsize=3, marker="o", color=color,
@@ -204,10 +213,8 @@ def _plot_ratio(rows: list[dict], records: list[BenchRecord], baseline: str, pat
         high = max([p["high"] or p["ratio"] for p in mine] + [1.0])
         pad = 0.06 * (high - low or 1.0)
         ax.set_ylim(max(0.0, low - pad), high + pad)
-        resolutions = sorted({p["resolution"] for p in mine})
-        ax.set_xticks(resolutions)
-        ax.tick_params(axis="x", labelrotation=45 if len(resolutions) > 6 else 0)
-        ax.set(xlabel="input resolution (px, square)", ylabel=f"latency ÷ {baseline}'s (below 1: faster)")
+        set_resolution_axis(ax, sorted({p["resolution"] for p in mine}, key=side))
+        ax.set(ylabel=f"latency ÷ {baseline}'s (below 1: faster)")
         ax.set_title(setting_caption(setting), fontsize=10)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8, loc="best")
@@ -227,7 +234,7 @@ def _plot_latency_vs_gmacs(rows: list[dict], baseline: str | None, path: Path, h
     models = sorted({m for m, _ in curves}, key=lambda m: (m != baseline, m))
     for model, setting in curves:
         points = sorted((r for r in data if r["model"] == model and setting_key(r) == setting),
-                        key=lambda r: r["resolution"])
+                        key=lambda r: side(r["resolution"]))
         xs, ys = [r["gmacs"] for r in points], [r["latency_median_ms"] for r in points]
         color = "black" if model == baseline else COLORS[models.index(model) % len(COLORS)]
         ax.plot(xs, ys, marker=markers[settings.index(setting) % len(markers)], color=color,

@@ -211,11 +211,15 @@ def _accepted_from_spec(feature) -> AcceptedInputs:
     if kind == "imageType":
         image = feature.type.imageType
         sizes = sorted({int(s.height) for s in image.enumeratedSizes.sizes}) or [int(image.height)]
+        if not image.enumeratedSizes.sizes and image.width != image.height:  # a static rectangular image
+            return AcceptedInputs.static(int(image.height), width=int(image.width))
     else:
         array = feature.type.multiArrayType
         if array.WhichOneof("ShapeFlexibility") == "shapeRange":
             low, high = array.shapeRange.sizeRanges[-1].lowerBound, array.shapeRange.sizeRanges[-1].upperBound
             return AcceptedInputs(int(low), int(high), 1)
+        if not array.enumeratedShapes.shapes and array.shape[-1] != array.shape[-2]:  # a static rectangular input
+            return AcceptedInputs.static(int(array.shape[-2]), width=int(array.shape[-1]))
         sizes = sorted({int(s.shape[-1]) for s in array.enumeratedShapes.shapes}) or [int(array.shape[-1])]
     if len(sizes) == 1:
         return AcceptedInputs.static(sizes[0])

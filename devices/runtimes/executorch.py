@@ -111,8 +111,9 @@ class ExecuTorchRunner(Runner):
         batch = int(sizes[0])
         if set(ACCEPTS_METHODS) <= self.program.method_names:
             low, high, step = (int(self.program.load_method(m).execute([])[0]) for m in ACCEPTS_METHODS)
-            return AcceptedInputs(low, high, step, batch)
-        return AcceptedInputs.static(int(sizes[2]), batch=batch)
+            if low != high:
+                return AcceptedInputs(low, high, step, batch)
+        return AcceptedInputs.static(int(sizes[2]), batch=batch, width=int(sizes[3]))
 
     def deactivate(self) -> None:
         self.method = None
@@ -126,11 +127,17 @@ class ExecuTorchRunner(Runner):
         self.accepted.check(x.shape, f"ExecuTorch program '{self.path.name}'")
         try:
             outputs = self.method.execute([torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))])
+            self._last_outputs = outputs
         except RuntimeError as exc:
             # The runtime's own words are a status code; its log above says which delegate call failed.
             raise DeviceError(f"the ExecuTorch runtime failed to run '{self.path.name}' ({first_line(exc)})",
                               "export without --quantize, or with --backend portable, and report this") from exc
         return outputs[0].detach().numpy().copy()
+
+    def infer_all(self, x: np.ndarray) -> list[np.ndarray]:
+        """Every output of the program (a model with several outputs: parity compares each)."""
+        self.infer(x)
+        return [o.detach().numpy().copy() for o in self._last_outputs]
 
     def memory(self) -> dict:
         """Planned I/O tensor sizes the program reports (its arenas are in the manifest)."""

@@ -50,11 +50,15 @@ class OnnxRuntimeRunner(Runner):
         self.session = None
 
     def infer(self, x: np.ndarray) -> np.ndarray:
+        return self.infer_all(x)[0]
+
+    def infer_all(self, x: np.ndarray) -> list[np.ndarray]:
+        """Every output of the model (a model with several outputs: parity compares each)."""
         if self.session is None:
             self.activate()
         if self.accepted is not None:
             self.accepted.check(x.shape, f"ONNX model '{self.path.name}'")
-        return self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
+        return self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})
 
     def end_profiling(self) -> str | None:
         return self.session.end_profiling() if self.session is not None and self.profile_dir else None
@@ -62,8 +66,8 @@ class OnnxRuntimeRunner(Runner):
 
 def _accepted_from_shape(shape: list) -> AcceptedInputs | None:
     """A static [N, 3, H, W] input says exactly what it takes; a symbolic one is checked by ORT itself."""
-    if len(shape) == 4 and all(isinstance(d, int) for d in shape) and shape[2] == shape[3]:
-        return AcceptedInputs.static(shape[2], batch=shape[0])
+    if len(shape) == 4 and all(isinstance(d, int) for d in shape):
+        return AcceptedInputs.static(shape[2], batch=shape[0], width=shape[3])
     return None
 
 

@@ -58,7 +58,7 @@ def run_passes(
 ) -> list[PassResult]:
     """Run ``passes`` over ``gm`` in place; verify each against the graph before it if asked."""
     results = []
-    inputs = [example_input(r, seed=r) for r in verify_resolutions or []]
+    inputs = [example_input(r, seed=getattr(r, "height", r)) for r in verify_resolutions or []]
     reference = _outputs(gm, inputs) if inputs else []
     for graph_pass in passes:
         started = time.perf_counter()
@@ -89,7 +89,7 @@ def rewrite(
     results = run_passes(gm, passes, verify_resolutions)
     if not any(r.changed for r in results):
         return traced, results
-    x = example_input(traced.resolution)
+    x = example_input(traced.size)
     dynamic_shapes = spatial_dynamic_shapes_for(traced) if traced.dynamic else None
     try:
         with warnings.catch_warnings():
@@ -100,5 +100,5 @@ def rewrite(
         raise ExportError(f"re-exporting the rewritten graph failed: {first}", "try --passes none") from exc
     return TracedProgram(
         program, traced.resolution, traced.dynamic, traced.min_resolution, traced.max_resolution,
-        traced.stride, traced.fallback_reason,
+        traced.stride, traced.fallback_reason, width=traced.width,
     ), results

@@ -187,11 +187,12 @@ def quantize_program(traced: TracedProgram, mode: str, calibration: CalibrationS
                 converted, chosen, island, summary = result.quantized, result.chosen, result.island, result.summary
             else:
                 converted = _convert(_prepare_and_calibrate(traced.program.module(), mode, calibration, set()))
-            program = torch.export.export(converted, (example_input(traced.resolution),), strict=False)
+            program = torch.export.export(converted, (example_input(traced.size),), strict=False)
     except QuantizationError:
         raise
     except Exception as exc:
         raise QuantizationError(f"PT2E quantization for XNNPACK failed: {first_line(exc)}",
                                 "run with --debug for the full trace") from exc
-    quantized = TracedProgram(program, traced.resolution, False, traced.resolution, traced.resolution, traced.stride)
+    quantized = TracedProgram(program, traced.resolution, False, traced.resolution, traced.resolution, traced.stride,
+                              width=traced.width)
     return Pt2eResult(quantized, chosen, island, summary, scheme, notes)

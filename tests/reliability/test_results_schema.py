@@ -37,7 +37,7 @@ def reference_point(data):
     (lambda d: reference_point(d)["runs"][0]["samples_ms"].__setitem__(0, float("nan")),
      ["NaN is not a finite number"]),
     (lambda d: d["points"][0]["runs"][0].update(samples_ms="1.0, 2.0"), ["points[0].runs[0].samples_ms must be array"]),
-    (lambda d: d["points"][1]["case"].update(resolution="160"), ["points[1].case.resolution must be integer, not str"]),
+    (lambda d: d["points"][1]["case"].update(resolution="160"), ["points[1].case.resolution must be an integer or HEIGHTxWIDTH, not '160'"]),
     (lambda d: d.update(provenance="laptop"), ["provenance must be object, not str"]),
     (lambda d: d["points"][0].update(macs=True), ["points[0].macs must be integer or null, not bool"]),
     (lambda d: d["points"][0].update(runs={"run": 0}), ["points[0].runs must be array"]),
@@ -73,7 +73,7 @@ def edit_line(path, number, change):
 @pytest.mark.parametrize("change, fragments", [
     (lambda d: d.update(samples_ms="1,2,3"), ["results.jsonl:2: samples_ms must be array, not str"]),
     (lambda d: [d], ["results.jsonl:2: the top level must be object, not list"]),
-    (lambda d: d["case"].update(resolution="160"), ["results.jsonl:2: case.resolution must be integer, not str"]),
+    (lambda d: d["case"].update(resolution="160"), ["results.jsonl:2: case.resolution must be an integer or HEIGHTxWIDTH, not '160'"]),
     (lambda d: d["samples_ms"].__setitem__(3, -1.0), ["results.jsonl:2: samples_ms[3] must be > 0"]),
     (lambda d: d.update(samples_ms=[]), ["results.jsonl:2: samples_ms must have at least 1 item"]),
     (lambda d: d.update(status="maybe"), ["results.jsonl:2: status must be one of 'ok', 'failed'"]),

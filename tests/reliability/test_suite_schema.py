@@ -22,7 +22,7 @@ def no_sweep(monkeypatch):
 
 @pytest.mark.parametrize("content, fragments", [
     ('models = ["mobilenet_v3_small_075"]\ntargets = ["pytorch"]\nresolutions = ["96", "128"]\n',
-     ["resolutions[", "] must be integer, not str"]),
+     ["resolutions[", "] must be an integer or HEIGHTxWIDTH, not '1"]),
     ('models = [1, 2]\ntargets = ["pytorch"]\nresolutions = [96]\n', ["models[", "] must be string, not int"]),
     ('models = "mobilenet_v3_small_075"\n', ["models must be array, not str"]),
     ('models = ["m"]\nmin_time = inf\n', ["min_time must be a finite number, not inf"]),

@@ -46,7 +46,6 @@ from mobexport.devices.runtimes import COREML
 from mobexport.devices.runtimes.coreml import CoreMLReferenceRunner, CoreMLRunner
 from mobexport.errors import ExportError, TargetOptionError, first_line
 from mobexport.kernels.lowering import decomposition_table, prepare_fused_ops
-from mobexport.models import get_spec
 
 from .reference_check import ReferenceCheck
 from ..base import Lowered, Target
@@ -76,7 +75,7 @@ class CoreMLTarget(Target):
         options = self.options(config)
         _, target = deployment_target(options.deployment_target)
         if options.class_labels is not None:
-            read_class_labels(Path(options.class_labels), config.num_classes or get_spec(config.model).num_classes)
+            read_class_labels(Path(options.class_labels), config.num_classes or config.spec().num_classes)
         if config.quantize == "int8":
             from mobexport.export.quantize.coreml_compress import check_host
 
@@ -94,7 +93,7 @@ class CoreMLTarget(Target):
         import numpy as np
 
         options = self.options(config)
-        spec = get_spec(config.model)
+        spec = config.spec()
         num_classes = config.num_classes or spec.num_classes
         target_name, target = deployment_target(options.deployment_target)
         precision = options.compute_precision
@@ -230,19 +229,23 @@ def input_shape(traced: TracedProgram):
     import coremltools as ct
 
     if not traced.dynamic:
-        return (1, 3, traced.resolution, traced.resolution), {"kind": "static", "sizes": [traced.resolution]}
+        return traced.input_shape, {"kind": "static", "sizes": [traced.size.to_json()]}
     sizes = list(range(traced.min_resolution, traced.max_resolution + 1, traced.stride))
     if len(sizes) <= MAX_ENUMERATED_SHAPES:
-        shapes = ct.EnumeratedShapes(shapes=[(1, 3, s, s) for s in sizes],
-                                     default=(1, 3, traced.resolution, traced.resolution))
+        enumerated = [(1, 3, s, s) for s in sizes]
+        if traced.input_shape not in enumerated:  # a rectangular default is one of the shapes too
+            enumerated.append(traced.input_shape)
+        shapes = ct.EnumeratedShapes(shapes=enumerated, default=traced.input_shape)
         return shapes, {
             "kind": "enumerated", "sizes": sizes,
             "why": "enumerated shapes are compiled per shape ahead of time and can stay on the Neural Engine; "
                    "a range-shaped input is planned at run time and mostly runs on CPU/GPU",
         }
-    dim = ct.RangeDim(lower_bound=traced.min_resolution, upper_bound=traced.max_resolution,
-                      default=traced.resolution)
-    return (1, 3, dim, dim), {
+    height = ct.RangeDim(lower_bound=traced.min_resolution, upper_bound=traced.max_resolution,
+                         default=traced.size.height)
+    width = ct.RangeDim(lower_bound=traced.min_resolution, upper_bound=traced.max_resolution,
+                        default=traced.size.width)
+    return (1, 3, height, width), {
         "kind": "range", "min": traced.min_resolution, "max": traced.max_resolution,
         "why": f"{len(sizes)} sizes exceed Core ML's {MAX_ENUMERATED_SHAPES} enumerated shapes: "
                "using a range input, which may not run on the Neural Engine",
@@ -287,7 +290,7 @@ def with_channel_factors(traced: TracedProgram, factors: list[float]):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return torch.export.export(module, (example_input(traced.resolution),), dynamic_shapes=dynamic_shapes,
+            return torch.export.export(module, (example_input(traced.size),), dynamic_shapes=dynamic_shapes,
                                        strict=False)
     except Exception as exc:
         raise ExportError(f"could not prepend the image normalization: {first_line(exc, 200)}",
@@ -372,10 +375,10 @@ def check_structure(facts: dict, traced: TracedProgram, num_classes: int, classi
         if feature["type"] != want:
             problems.append(f"input is {feature['type']}, expected {want}")
         default = feature["shape"][-2:]
-        if default != [traced.resolution, traced.resolution]:
-            problems.append(f"input default size {default} != {traced.resolution}")
+        if default != [traced.size.height, traced.size.width]:
+            problems.append(f"input default size {default} != {traced.size}")
         if "enumerated" in feature:
-            got = sorted({s[-1] for s in feature["enumerated"]})
+            got = sorted({s[-1] for s in feature["enumerated"] if s[-1] == s[-2]})
             if got != expected_sizes:
                 problems.append(f"enumerated sizes {got} != {expected_sizes}")
         elif traced.dynamic and "range" not in feature:

@@ -147,9 +147,9 @@ def static_program(traced: TracedProgram, reason: str) -> TracedProgram:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        program = torch.export.export(traced.program.module(), (example_input(traced.resolution),), strict=False)
+        program = torch.export.export(traced.program.module(), (example_input(traced.size),), strict=False)
     return TracedProgram(program, traced.resolution, False, traced.resolution, traced.resolution,
-                         traced.stride, fallback_reason=reason)
+                         traced.stride, fallback_reason=reason, width=traced.width)
 
 
 def memory_plan(manager) -> dict:

@@ -63,7 +63,7 @@ class LiteRTTarget(Target):
     def lower(self, traced: TracedProgram, config: ExportConfig, out_dir: Path) -> Lowered:
         path = Path(out_dir) / self.file_name
         convert(traced, path)
-        details = {"input_shape": [1, 3, traced.resolution, traced.resolution], **delegate_coverage(path)}
+        details = {"input_shape": list(traced.input_shape), **delegate_coverage(path)}
         notes = []
         if details["reference_kernel_ops"]:
             left = ", ".join(f"{op} x{n}" for op, n in list(details["reference_kernel_ops"].items())[:5])
@@ -77,7 +77,7 @@ def convert(traced: TracedProgram, path: Path) -> Path:
     import litert_torch
 
     module = traced.program.module()
-    sample = (example_input(traced.resolution),)
+    sample = (example_input(traced.size),)
     try:
         with _quiet_converter(), warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -135,9 +135,9 @@ def profile_shapes(traced: TracedProgram) -> dict:
         return [1, 3, size, size]
 
     if not traced.dynamic:
-        return {"input": INPUT_NAME, "dynamic": False, "shape": shape(traced.resolution)}
+        return {"input": INPUT_NAME, "dynamic": False, "shape": list(traced.input_shape)}
     return {"input": INPUT_NAME, "dynamic": True, "min": shape(traced.min_resolution),
-            "opt": shape(traced.resolution), "max": shape(traced.max_resolution)}
+            "opt": list(traced.input_shape), "max": shape(traced.max_resolution)}
 
 
 def trtexec_command(onnx_name: str, engine_name: str, precision: str, shapes: dict) -> str:
