@@ -83,7 +83,7 @@ def export_parser() -> argparse.ArgumentParser:
 
     p = ArgumentParser(
         prog="mobexport export",
-        description="Export a zoo model to a mobile target, with measured parity and a manifest. "
+        description="Export a model (a zoo name, your own module or a .pt2) to a mobile target, with measured parity and a manifest. "
                     "'export' is the default command: 'mobexport --model X --target Y' is the same.",
         epilog=f"example: {MAIN_EXAMPLE}\n\n{exit_status_text()}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -235,7 +235,8 @@ def _cmd_passes(argv: Sequence[str]) -> int:
 
 
 COMMANDS: dict[str, Command] = {
-    "export": Command("export a zoo model to a mobile target, with measured parity and a manifest (the default)",
+    "export": Command("export a model (zoo name, your own module, .pt2) to a mobile target, with parity and a "
+                      "manifest (the default)",
                       MAIN_EXAMPLE, _cmd_export),
     "list": Command("list the model zoo and what each target can do here",
                     "mobexport list mobile_former", _cmd_list),
