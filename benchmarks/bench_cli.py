@@ -90,6 +90,11 @@ def parser() -> argparse.ArgumentParser:
     where.add_argument("--export-jobs", type=positive_int, default=1, metavar="N",
                        help="export N cases at once in worker processes; nothing is timed meanwhile (default: 1)")
     where.add_argument("--seed", type=nonneg_int, default=0, help="seed of the case order shuffle (default: 0)")
+    where.add_argument("--metric", choices=("latency", "instructions"), default="latency",
+                       help="latency: time each case (default); instructions: count the instructions of one "
+                            "inference under callgrind at one thread (onnx, executorch; needs valgrind)")
+    where.add_argument("--jobs", type=positive_int, metavar="N",
+                       help="--metric instructions: count N cases at once (default: one per CPU)")
     where.add_argument("--no-shuffle", action="store_true", help="measure cases in the listed order")
     android = p.add_argument_group("Android (adb)")
     android.add_argument("--adb", type=existing_file, help="adb executable (default: 'adb' on PATH)")
@@ -293,6 +298,13 @@ def main(argv: Sequence[str]) -> int:
     plan, policy, options, device_spec, title = settings_from(args)
     if args.export_jobs < 1:
         raise BenchmarkError(f"--export-jobs must be at least 1, not {args.export_jobs}", "pass --export-jobs 1 or more")
+    if args.metric == "instructions":
+        from .instruction_sweep import main_instructions
+
+        return main_instructions(plan, device_spec, args.out, args.export_jobs, args.jobs, console)
+    from .instruction_sweep import refuse_mixing
+
+    refuse_mixing(args.out / RESULTS_NAME, "latency")
     device = get_device(device_spec, options)
     device.require()
     plan.device = device.name

@@ -24,6 +24,7 @@ from mobexport.errors import BenchmarkError
 from mobexport.options import ArgumentParser, add_verbosity_options, positive_int
 
 from .baseline import baseline_from_results, provenance_of, read_baseline
+from .instruction_baseline import refuse_other_metric
 from .curves import points_from_records
 from .records import read_records
 from .safe_files import write_text_durably
@@ -58,13 +59,17 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", type=Path, help="baseline JSON (read, or written with --update-baseline)")
     p.add_argument("--update-baseline", action="store_true", help="write --baseline from --results instead of comparing")
     p.add_argument("--history", type=Path, metavar="DIR", help="plot trends of every *.jsonl under DIR instead")
+    p.add_argument("--metric", choices=("latency", "instructions"), default="latency",
+                   help="latency: wall time of 'mobexport bench' (default); instructions: callgrind counts of "
+                        "'mobexport bench --metric instructions' (deterministic; see docs/regression.md)")
     p.add_argument("--mode", choices=MODES, default="relative",
                    help="relative: normalise by the reference model of the same run (default); "
                         "absolute: raw latency, for dedicated devices")
     p.add_argument("--reference", default=DEFAULT_REFERENCE, metavar="MODEL",
                    help=f"reference model for relative mode (default: {DEFAULT_REFERENCE})")
-    p.add_argument("--min-effect", type=_fraction, default=DEFAULT_MIN_EFFECT,
-                   help=f"smallest slowdown that counts, e.g. 0.1 or 10%% (default: {DEFAULT_MIN_EFFECT * 100:g}%%)")
+    p.add_argument("--min-effect", type=_fraction, default=None,
+                   help=f"smallest slowdown that counts, e.g. 0.1 or 10%% (default: {DEFAULT_MIN_EFFECT * 100:g}%% "
+                        "for latency, 2%% for instructions)")
     p.add_argument("--confidence", type=_fraction, default=0.95, help="bootstrap interval level (default: 0.95)")
     p.add_argument("--resamples", type=positive_int, default=BOOTSTRAP_RESAMPLES,
                    help=f"bootstrap resamples (default: {BOOTSTRAP_RESAMPLES})")
@@ -104,11 +109,20 @@ def main(argv: Sequence[str]) -> int:
                              "benchmarks/baselines/ci_local_cpu.json --results out/results.jsonl")
     if args.update_baseline:
         _refuse_writing_inputs(args.results, [("--baseline", args.baseline)])
+        if args.metric == "instructions":
+            from .instruction_regress_cli import update_baseline
+
+            return update_baseline(args.results, args.baseline, console)
         return _update_baseline(args, console)
     if len(args.results) != 1:
         raise BenchmarkError(f"compare one results file at a time ({len(args.results)} given)",
                              "several results files make a baseline with --update-baseline")
     args.results = args.results[0]
+    if args.metric == "instructions":
+        from .instruction_regress_cli import check
+
+        _refuse_writing_inputs([args.results, args.baseline], _outputs(args, None))
+        return check(args.results, args.baseline, args.min_effect, console, args.markdown, args.json, _write)
     _refuse_writing_inputs([args.results, args.baseline], _outputs(args, args.plot or args.results.parent / "regress.png"))
     return _compare(args, console)
 
@@ -191,11 +205,13 @@ def _compare(args, console: Console) -> int:
     from .regress_plot import default_plot_path, plot_comparison
     from .regress_report import comparison_markdown, print_comparison
 
-    settings = RegressionSettings(mode=args.mode, reference=args.reference, min_effect=args.min_effect,
+    settings = RegressionSettings(mode=args.mode, reference=args.reference,
+                                  min_effect=DEFAULT_MIN_EFFECT if args.min_effect is None else args.min_effect,
                                   confidence=args.confidence, resamples=args.resamples, seed=args.seed)
     baseline = read_baseline(args.baseline)
     notes: list[str] = []
     records = read_records(args.results, notes)
+    refuse_other_metric(records, "latency", str(args.results))
     report = compare(baseline.points, points_from_records(records, str(args.results)), settings)
     report.baseline_provenance = baseline.provenance
     report.current_provenance = provenance_of(records, args.results)
