@@ -129,7 +129,7 @@ def counter_versions(kinds=KINDS) -> dict:
 
 def callgrind_command(out_file: Path, valgrind: str) -> list[str]:
     return [valgrind, "--tool=callgrind", f"--dump-before={MARKER_FUNCTION}", f"--callgrind-out-file={out_file}",
-            "--dump-instr=no", "--dump-line=no", "--compress-strings=yes"]
+            "--separate-threads=yes", "--dump-instr=no", "--dump-line=no", "--compress-strings=yes"]
 
 
 def count_instructions(kind: str, artifact: Path, resolution: int, batch: int = 1, warmup: int = DEFAULT_WARMUP,
@@ -175,17 +175,30 @@ def count_instructions(kind: str, artifact: Path, resolution: int, batch: int = 
 
 _TOTAL = re.compile(r"^(?:summary|totals):\s*(\d+)", re.MULTILINE)
 _PART = re.compile(r"^part:\s*(\d+)", re.MULTILINE)
+_THREAD = re.compile(r"^thread:\s*(\d+)", re.MULTILINE)
+MAIN_THREAD = 1
 
 
 def read_dumps(out_file: Path) -> list[int]:
-    """Instructions of each callgrind dump, in order: ``FILE.1``, ``FILE.2``, ... then ``FILE`` (the final one)."""
+    """Instructions of the main thread in each callgrind dump, in order.
+
+    With ``--separate-threads=yes`` callgrind writes ``FILE.<part>-<thread>``
+    (the final dump: ``FILE-<thread>``); only thread 1, which runs the
+    inference at one thread, is read. Other threads (a runtime's idle pool, a
+    library's helper) get time slices that depend on the host's load, so
+    their instructions would make the count depend on it (seen: one
+    inference 6% above the others on a loaded machine).
+    """
     parts: dict[int, int] = {}
     for path in Path(out_file).parent.glob(Path(out_file).name + "*"):
         text = path.read_text(errors="replace")
-        total, part = _TOTAL.search(text), _PART.search(text)
+        if not text.strip():
+            continue  # the per-process file callgrind leaves empty when threads are separated
+        total, part, thread = _TOTAL.search(text), _PART.search(text), _THREAD.search(text)
         if total is None or part is None:
             raise DeviceError(f"callgrind output '{path.name}' has no totals", "check the valgrind installation")
-        parts[int(part.group(1))] = int(total.group(1))
+        if thread is None or int(thread.group(1)) == MAIN_THREAD:
+            parts[int(part.group(1))] = int(total.group(1))
     return [parts[k] for k in sorted(parts)]
 
 
