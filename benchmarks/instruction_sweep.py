@@ -19,7 +19,7 @@ from pathlib import Path
 from rich.console import Console
 
 from mobexport.devices.instructions import DEFAULT_ITERS, DEFAULT_WARMUP, KINDS, count_instructions, \
-    valgrind_executable
+    stop_counting, valgrind_executable
 from mobexport.errors import BenchmarkError, MobexportError, OutputDirError
 from mobexport.manifest import tool_versions, vcs_revision
 
@@ -113,9 +113,10 @@ def run_instruction_sweep(plan: SweepPlan, out_dir: Path, device_info: dict, con
             progress.advance(exporting)
 
         counting = progress.add_task(f"{len(ready)} cases, {jobs} at a time", total=len(ready), phase="count")
-        with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
-            futures = {pool.submit(count_instructions, case.target, ready[case].artifact.path, case.resolution,
-                                   case.batch, warmup, iters, timeout_s): case for case in todo if case in ready}
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=jobs)
+        futures = {pool.submit(count_instructions, case.target, ready[case].artifact.path, case.resolution,
+                               case.batch, warmup, iters, timeout_s): case for case in todo if case in ready}
+        try:
             for future in concurrent.futures.as_completed(futures):
                 case = futures[future]
                 try:
@@ -136,6 +137,11 @@ def run_instruction_sweep(plan: SweepPlan, out_dir: Path, device_info: dict, con
                     progress.console.print(f"{case.label()}: {count.median:,} instructions per inference "
                                            f"(spread {count.spread:.3%}, n={len(count.samples)})", highlight=False)
                 progress.advance(counting)
+        except BaseException:  # Ctrl-C, SIGTERM, a device error: no count may outlive the sweep
+            pool.shutdown(wait=False, cancel_futures=True)
+            stop_counting()
+            raise
+        pool.shutdown()
     return outcome
 
 

@@ -51,6 +51,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -63,6 +64,20 @@ DEFAULT_TIMEOUT_S = 1800.0
 KINDS = ("onnx", "executorch")
 VALGRIND_HINT = "install valgrind (Debian/Ubuntu: sudo apt-get install valgrind; macOS is not supported by valgrind)"
 RUNTIME_PACKAGES = {"onnx": "onnxruntime", "executorch": "executorch"}
+
+
+# Counts run in worker threads of a sweep; an interrupted sweep stops them all (stop_counting).
+_RUNNING: set[subprocess.Popen] = set()
+_RUNNING_LOCK = threading.Lock()
+
+
+def stop_counting() -> None:
+    """Kill every callgrind process this process started that is still running (an interrupted sweep)."""
+    with _RUNNING_LOCK:
+        running = list(_RUNNING)
+    for proc in running:
+        if proc.poll() is None:
+            proc.kill()
 
 
 class ValgrindMissingError(MobexportError):
@@ -152,13 +167,22 @@ def count_instructions(kind: str, artifact: Path, resolution: int, batch: int = 
                   str(warmup + iters)]
         # One thread everywhere, and no hash randomisation: the same work in every run.
         env = {**os.environ, "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+        proc = subprocess.Popen([*callgrind_command(out_file, valgrind), *worker], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=env, cwd=tmp)
+        with _RUNNING_LOCK:
+            _RUNNING.add(proc)
         try:
-            proc = subprocess.run([*callgrind_command(out_file, valgrind), *worker], capture_output=True, text=True,
-                                  timeout=timeout_s, env=env, cwd=tmp)
+            _, stderr = proc.communicate(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             raise DeviceError(f"callgrind did not finish within {timeout_s:.0f} s", "raise the case timeout") from None
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            with _RUNNING_LOCK:
+                _RUNNING.discard(proc)
         if proc.returncode != 0:
-            tail = [line for line in proc.stderr.splitlines() if line.strip() and not line.startswith("==")]
+            tail = [line for line in stderr.splitlines() if line.strip() and not line.startswith("==")]
             why = tail[-1][:300] if tail else f"exit status {proc.returncode}"
             raise DeviceError(f"the instruction-count worker failed on '{Path(artifact).name}': {why}",
                               "run the artifact with 'mobexport bench --metric latency' to see the runtime's error")

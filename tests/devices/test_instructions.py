@@ -101,3 +101,45 @@ def test_a_tiny_model_counts_the_same_in_two_runs_within_the_stated_bound(tmp_pa
         assert count.startup > 10 * count.median  # interpreter and ONNX Runtime start-up are not in the count
         assert count.tool_versions["valgrind"] and count.tool_versions["onnxruntime"]
     assert abs(first.median / second.median - 1) <= SPREAD_BOUND, (first, second)
+
+
+@pytest.mark.skipif(not HAS_VALGRIND, reason="valgrind is not installed")
+def test_an_interrupted_instruction_sweep_stops_every_running_count(tmp_path, monkeypatch):
+    import subprocess
+    import threading
+    import time
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from mobexport.benchmarks import instruction_sweep
+    from mobexport.benchmarks.plan import SweepPlan
+
+    started, blocked = threading.Event(), []
+
+    def slow_count(kind, path, resolution, *args):
+        if "96" in str(path):
+            started.wait(10)
+            raise KeyboardInterrupt  # as Ctrl-C arrives while the others count
+        proc = subprocess.Popen(["sleep", "60"])
+        with instructions._RUNNING_LOCK:
+            instructions._RUNNING.add(proc)
+        blocked.append(proc)
+        if len(blocked) == 2:
+            started.set()
+        proc.wait()
+        raise DeviceError("stopped", "")
+
+    def fake_prepare(case, out_dir, on_step=None):
+        return SimpleNamespace(artifact=SimpleNamespace(path=tmp_path / f"{case.model}-{case.resolution}.onnx"),
+                               macs=1, params=1, reused=True, artifact_facts=dict)
+
+    monkeypatch.setattr(instruction_sweep, "count_instructions", slow_count)
+    plan = SweepPlan(models=["mobilenet_v3_small_075"], targets=["onnx"], resolutions=[96, 128, 160], seed=None)
+    began = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        instruction_sweep.run_instruction_sweep(plan, tmp_path / "out", {}, Console(file=open(tmp_path / "log", "w")),
+                                                prepare_case=fake_prepare, jobs=3)
+    for proc in blocked:
+        assert proc.wait(timeout=10) != 0  # killed, not left to run out its 60 s
+    assert time.monotonic() - began < 30
