@@ -62,6 +62,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--metric", choices=("latency", "instructions"), default="latency",
                    help="latency: wall time of 'mobexport bench' (default); instructions: callgrind counts of "
                         "'mobexport bench --metric instructions' (deterministic; see docs/regression.md)")
+    p.add_argument("--paired", type=Path, metavar="BASE_OUT",
+                   help="time the baseline build's artifacts (the 'mobexport bench --out' folder, or its "
+                        "results.jsonl) and --results' side by side now, interleaved, instead of against stored "
+                        "numbers (see docs/regression.md)")
+    p.add_argument("--rounds", type=positive_int, default=5, help="--paired: interleaved rounds (default: 5)")
     p.add_argument("--mode", choices=MODES, default="relative",
                    help="relative: normalise by the reference model of the same run (default); "
                         "absolute: raw latency, for dedicated devices")
@@ -104,6 +109,14 @@ def main(argv: Sequence[str]) -> int:
         inputs = find_results(args.history) if args.history.is_dir() else []
         _refuse_writing_inputs(inputs, _outputs(args, args.plot or args.history / "history.png"))
         return _history(args, console)
+    if args.paired is not None:
+        from .paired_latency import run_paired
+
+        if args.results is None or len(args.results) != 1 or args.baseline or args.update_baseline:
+            raise BenchmarkError("--paired takes the candidate's --results FILE and no --baseline",
+                                 "e.g. mobexport regress --paired base-out --results cand-out/results.jsonl")
+        return run_paired(args.paired, args.results[0], DEFAULT_MIN_EFFECT if args.min_effect is None
+                          else args.min_effect, args.confidence, args.rounds, args.seed, console)
     if args.results is None or args.baseline is None:
         raise BenchmarkError("both --results and --baseline are needed", "e.g. mobexport regress --baseline "
                              "benchmarks/baselines/ci_local_cpu.json --results out/results.jsonl")
