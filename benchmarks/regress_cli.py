@@ -3,6 +3,8 @@
     mobexport regress --baseline FILE --results FILE     compare (exit 1 on regression)
     mobexport regress --update-baseline --results FILE --baseline FILE
     mobexport regress --history DIR                      trends across runs
+    mobexport regress --metric instructions ...          the same on callgrind instruction counts
+    mobexport regress --paired BASE_OUT --results FILE   time both builds side by side now
 
 Exit status: 0 no regression (or a baseline/trend written), 1 regression,
 2 bad input (missing or malformed file, no overlapping cases, reference model
@@ -100,6 +102,9 @@ def main(argv: Sequence[str]) -> int:
     console = Console()
     if not console.is_terminal:  # CI logs: do not squeeze the tables into 80 columns
         console = Console(width=150)
+    if args.metric == "instructions" and (args.history is not None or args.paired is not None):
+        raise BenchmarkError(f"{'--history' if args.history is not None else '--paired'} measures latency, not "
+                             "--metric instructions", "leave --metric out for it")
     if args.history is not None:
         if args.results or args.baseline or args.update_baseline:
             raise BenchmarkError("--history does not combine with --results/--baseline/--update-baseline",

@@ -165,3 +165,9 @@ def test_an_ok_record_with_neither_samples_nor_counts_is_refused(tmp_path):
     append_record(path, BenchRecord(case=CaseKey(model="m", target="onnx", resolution=96)))
     with pytest.raises(BenchmarkError, match="samples_ms must have at least 1 item"):
         read_records(path)
+
+
+@pytest.mark.parametrize("extra", [["--history", "."], ["--paired", "base-out", "--results", "r.jsonl"]])
+def test_latency_only_modes_refuse_the_instruction_metric(extra, capsys):
+    status, _, err = run(capsys, "--metric", "instructions", *extra)
+    one_line_error(status, err, "measures latency, not --metric instructions")
