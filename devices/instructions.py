@@ -26,6 +26,15 @@ the teardown. Why this and not the alternatives:
 * ``getppid`` is a libc call no runtime makes while it runs a model, and the
   worker checks that it saw exactly as many dumps as it made calls.
 
+Start-up (0.6-0.8 G instructions: interpreter, imports, session creation)
+would cost most of a minute of CPU per case under callgrind. So callgrind
+starts with ``--instr-atstart=no`` and the worker, once loaded, switches
+instrumentation on with ``callgrind_control -i on PID`` (through vgdb; it
+returns once the switch is made, before the first marker), so start-up runs
+several times faster and uncounted. Where that is refused (vgdb needs
+ptrace), the case is rerun instrumented from the start; the counts of the
+inferences are the same either way (``instrumented_from`` says which ran).
+
 Warm-up inferences (the first one allocates ONNX Runtime's arena: about 12%
 more) are counted and dropped; the median of the measured ones is the count.
 
@@ -57,6 +66,8 @@ from pathlib import Path
 
 from mobexport.errors import DeviceError, MobexportError
 
+CONTROL_ENV = "MOBEXPORT_CALLGRIND_CONTROL"  # the worker switches instrumentation on with this, once loaded
+EXIT_NO_CONTROL = 17                          # ... and exits with this when it cannot
 MARKER_FUNCTION = "getppid"   # entered before each inference: callgrind dumps and resets its counters there
 DEFAULT_WARMUP = 1
 DEFAULT_ITERS = 3
@@ -90,8 +101,9 @@ class InstructionCount:
 
     median: int
     samples: tuple[int, ...]
-    startup: int                        # instructions before the first inference (interpreter, imports, load)
+    startup: int                        # instructions counted before the first inference (see instrumented_from)
     warmup: int                         # inferences run and dropped before the measured ones
+    instrumented_from: str = "start"    # "start": all of start-up counted; "load": start-up ran uninstrumented
     counter: str = "callgrind"
     tool_versions: dict = field(default_factory=dict)
 
@@ -161,14 +173,40 @@ def count_instructions(kind: str, artifact: Path, resolution: int, batch: int = 
         raise DeviceError(f"need warmup >= 0 and iters >= 1 (got {warmup}, {iters})", "e.g. warmup 1, iters 3")
     valgrind = valgrind_executable()
     versions = {"valgrind": valgrind_version(valgrind), RUNTIME_PACKAGES[kind]: runtime_version(kind)}
+    worker = [sys.executable, "-m", __name__, kind, str(Path(artifact).resolve()), str(resolution), str(batch),
+              str(warmup + iters)]
+    control = shutil.which("callgrind_control")
+    parts = _callgrind_run(valgrind, worker, timeout_s, artifact, control) if control else None
+    instrumented_from = "load"
+    if parts is None:  # the worker could not switch instrumentation on: instrument from the start instead
+        parts = _callgrind_run(valgrind, worker, timeout_s, artifact, None)
+        instrumented_from = "start"
+    expected = warmup + iters + 2  # start-up, one per inference, teardown
+    if len(parts) != expected:
+        raise DeviceError(f"callgrind wrote {len(parts)} dumps where {expected} were expected: something else called "
+                          f"{MARKER_FUNCTION}() during the inferences", "report this with the artifact")
+    per_inference = parts[1:-1]
+    measured = tuple(per_inference[warmup:])
+    return InstructionCount(median=_median(measured), samples=measured, startup=parts[0], warmup=warmup,
+                            instrumented_from=instrumented_from, tool_versions=versions)
+
+
+def _callgrind_run(valgrind: str, worker: list[str], timeout_s: float, artifact: Path,
+                   control: str | None) -> list[int] | None:
+    """One worker under callgrind; the main thread's instructions per dump, or None when ``control`` was
+    given and the worker could not use it to switch instrumentation on (ptrace refused, say)."""
     with tempfile.TemporaryDirectory(prefix="mobexport-callgrind-") as tmp:
         out_file = Path(tmp) / "callgrind.out"
-        worker = [sys.executable, "-m", __name__, kind, str(Path(artifact).resolve()), str(resolution), str(batch),
-                  str(warmup + iters)]
         # One thread everywhere, and no hash randomisation: the same work in every run.
         env = {**os.environ, "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
-        proc = subprocess.Popen([*callgrind_command(out_file, valgrind), *worker], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, env=env, cwd=tmp)
+        command = callgrind_command(out_file, valgrind)
+        if control:
+            command.append("--instr-atstart=no")
+            env[CONTROL_ENV] = control
+        else:
+            env.pop(CONTROL_ENV, None)
+        proc = subprocess.Popen([*command, *worker], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=env, cwd=tmp)
         with _RUNNING_LOCK:
             _RUNNING.add(proc)
         try:
@@ -181,20 +219,14 @@ def count_instructions(kind: str, artifact: Path, resolution: int, batch: int = 
                 proc.wait()
             with _RUNNING_LOCK:
                 _RUNNING.discard(proc)
+        if control and proc.returncode == EXIT_NO_CONTROL:
+            return None
         if proc.returncode != 0:
             tail = [line for line in stderr.splitlines() if line.strip() and not line.startswith("==")]
             why = tail[-1][:300] if tail else f"exit status {proc.returncode}"
             raise DeviceError(f"the instruction-count worker failed on '{Path(artifact).name}': {why}",
                               "run the artifact with 'mobexport bench --metric latency' to see the runtime's error")
-        parts = read_dumps(out_file)
-    expected = warmup + iters + 2  # start-up, one per inference, teardown
-    if len(parts) != expected:
-        raise DeviceError(f"callgrind wrote {len(parts)} dumps where {expected} were expected: something else called "
-                          f"{MARKER_FUNCTION}() during the inferences", "report this with the artifact")
-    per_inference = parts[1:-1]
-    measured = tuple(per_inference[warmup:])
-    return InstructionCount(median=_median(measured), samples=measured, startup=parts[0], warmup=warmup,
-                            tool_versions=versions)
+        return read_dumps(out_file)
 
 
 _TOTAL = re.compile(r"^(?:summary|totals):\s*(\d+)", re.MULTILINE)
@@ -269,6 +301,13 @@ def worker(kind: str, path: str, resolution: int, batch: int, inferences: int) -
 
     x = np.random.default_rng(0).standard_normal((batch, 3, resolution, resolution)).astype(np.float32)
     infer = {"onnx": _onnxruntime_infer, "executorch": _executorch_infer}[kind](path, x)
+    control = os.environ.get(CONTROL_ENV)
+    if control:  # started with --instr-atstart=no: start-up ran uninstrumented (several times faster)
+        import subprocess
+
+        switched = subprocess.run([control, "-i", "on", str(os.getpid())], capture_output=True, text=True)
+        if switched.returncode != 0:
+            sys.exit(EXIT_NO_CONTROL)
     gc.disable()  # a collection would land in one inference and not another
     for _ in range(inferences):
         os.getppid()
