@@ -38,12 +38,14 @@ inferences are the same either way (``instrumented_from`` says which ran).
 Warm-up inferences (the first one allocates ONNX Runtime's arena: about 12%
 more) are counted and dropped; the median of the measured ones is the count.
 
-Run-to-run spread, measured here (MobileNetV3-Small 0.75 at 96 px, ONNX
-Runtime 1.32, 8 inferences in one process): 5,162,782 to 5,176,063
-instructions, a range of 0.26%; the same ONNX Runtime work with libc's and
-the interpreter's share taken out repeats to within 0.1%. What moves is glibc:
-``malloc``'s free lists and ``memcpy``'s alignment paths depend on addresses.
-Not bit-identical, then, but two orders of magnitude below wall time's
+Run-to-run spread, measured here under a load average of 13-15 on 2 cores
+(ONNX Runtime 1.32): MobileNetV3-Small 0.75 at 96 px, 5,160,102 to 5,176,063
+instructions per inference (0.26%) in one run and 5,162,059 to 5,171,873
+(0.19%, median 5,166,361) in another; Mobile-Former 52M at 192 px 0.35%,
+MobileNetV3-Large at 192 px 0.019%. The ONNX Runtime library's own share
+repeats to within 0.1%; what moves is glibc: ``malloc``'s free lists and
+``memcpy``'s alignment paths depend on addresses. Not bit-identical, then,
+but well below a 2% threshold and two orders of magnitude below wall time's
 spread; each measurement records its own spread (``spread`` below).
 
 What the count does not see: memory stalls, cache misses, frequency and
