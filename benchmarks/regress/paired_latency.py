@@ -22,7 +22,6 @@ any two ``--out`` folders.
 from __future__ import annotations
 
 import math
-import random
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,31 +79,39 @@ def _manifest(artifact: Path) -> dict | None:
 
 def measure_paired(pairs: list[PairedCase], device, policy, rounds: int = DEFAULT_ROUNDS, seed: int = 0,
                    console: Console | None = None) -> dict[CaseKey, list[float]]:
-    """Per case, one paired ratio (candidate median / baseline median) per round."""
-    from mobexport.devices.device import CaseFailed, CaseJob
+    """Per case, one paired ratio (candidate median / baseline median) per round.
 
-    rng = random.Random(seed)
-    ratios: dict[CaseKey, list[float]] = {p.case: [] for p in pairs}
-    for round_index in range(rounds):
-        order = [(p, side) for p in pairs for side in ("baseline", "candidate")]
-        rng.shuffle(order)
-        medians: dict[tuple[CaseKey, str], float] = {}
-        for pair, side in order:
-            artifact = pair.baseline_artifact if side == "baseline" else pair.candidate_artifact
-            job = CaseJob(kind=pair.case.target, model=pair.case.model, resolution=pair.case.resolution,
-                          batch=pair.case.batch, threads=pair.case.threads, artifact_path=artifact,
-                          manifest=_manifest(artifact), policy=policy, label=f"{pair.case.label()} ({side})")
+    Every (case, build) is one subject of the interleaved timer, visited in a
+    seeded random order each round, so drift and neighbours hit both builds alike.
+    """
+    from mobexport.devices.device import CaseFailed, CaseJob
+    from mobexport.devices.interleaved import time_interleaved
+
+    def turn(pair: PairedCase, side: str):
+        artifact = pair.baseline_artifact if side == "baseline" else pair.candidate_artifact
+        job = CaseJob(kind=pair.case.target, model=pair.case.model, resolution=pair.case.resolution,
+                      batch=pair.case.batch, threads=pair.case.threads, artifact_path=artifact,
+                      manifest=_manifest(artifact), policy=policy, label=f"{pair.case.label()} ({side})")
+
+        def measure() -> list[float]:
             try:
-                samples = device.measure(job).samples_s
+                return [float(np.median(device.measure(job).samples_s))]
             except CaseFailed as exc:
                 raise BenchmarkError(f"{pair.case.label()} ({side} build) failed: {exc}",
                                      "check that both builds run with 'mobexport bench'") from None
-            medians[(pair.case, side)] = float(np.median(samples))
-        for pair in pairs:
-            ratios[pair.case].append(medians[(pair.case, "candidate")] / medians[(pair.case, "baseline")])
-        if console is not None:
-            console.print(f"paired round {round_index + 1}/{rounds} done", highlight=False)
-    return ratios
+        return measure
+
+    turns = {(pair.case, side): turn(pair, side) for pair in pairs for side in ("baseline", "candidate")}
+    taken = [0]
+
+    def after_turn(_key) -> None:
+        taken[0] += 1
+        if console is not None and taken[0] % len(turns) == 0:
+            console.print(f"paired round {taken[0] // len(turns)}/{rounds} done", highlight=False)
+
+    medians = time_interleaved(turns, rounds, order="shuffle", seed=seed, on_turn=after_turn).samples
+    return {pair.case: [c / b for c, b in zip(medians[(pair.case, "candidate")], medians[(pair.case, "baseline")])]
+            for pair in pairs}
 
 
 def judge(ratios: dict[CaseKey, list[float]], min_effect: float, confidence: float = 0.95) -> list[PointComparison]:
