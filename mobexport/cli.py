@@ -266,7 +266,7 @@ COMMANDS: dict[str, Command] = {
 RESEARCH_SCRIPTS = {
     "mobexport.benchmarks.studies": ("export_table", "passes_benchmark", "pass_counts", "dynamic_relu_forms",
                                      "quant_latency"),
-    "mobexport.benchmarks.regress": ("validation", "slowdown_injection"),
+    "mobexport.benchmarks.regress": ("validation", "compiler_validation", "slowdown_injection"),
 }
 
 

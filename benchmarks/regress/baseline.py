@@ -54,6 +54,7 @@ class Baseline:
             "name": self.name,
             "created": self.created,
             "mobexport_version": __version__,
+            "metric": "latency",
             "provenance": self.provenance,
             "points": [_point_to_dict(self.points[case]) for case in sorted(self.points, key=sort_key)],
         }
@@ -64,6 +65,11 @@ class Baseline:
         if not isinstance(data, dict) or data.get("kind") != BASELINE_KIND:
             raise BenchmarkError(f"{source} is not a mobexport baseline (no \"kind\": \"{BASELINE_KIND}\")",
                                  "make one with 'mobexport regress --update-baseline'")
+        metric = data.get("metric", "latency")
+        if metric != "latency":  # one line, not a schema error on its points
+            raise BenchmarkError(f"{source} was made with the metric {ascii(metric)}, not latency",
+                                 "compare it with 'mobexport regress --metric instructions'" if metric == "instructions"
+                                 else "give a latency baseline")
         check(data, "baseline", source, REGENERATE)
         points: dict[CaseKey, CurvePoint] = {}
         for index, raw in enumerate(data["points"]):

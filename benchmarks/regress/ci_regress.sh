@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# CI latency-regression check: a small sweep, then `mobexport regress` against
-# the committed baseline. Run from anywhere; it works in the repository root.
+# CI regression check: a small sweep, then `mobexport regress` against the
+# committed baseline. Run from anywhere; it works in the repository root.
+# By default the sweep counts instructions per inference under callgrind
+# (deterministic: about 0.3% spread, so a 2% threshold catches a 10% regression
+# at one point every time); MOBEXPORT_CI_METRIC=latency times it instead.
 #
 #   benchmarks/regress/ci_regress.sh                    check (exit status of mobexport regress:
 #                                                       0 ok, 1 regression, 2 bad input)
@@ -8,12 +11,15 @@
 #   benchmarks/regress/ci_regress.sh --min-effect 15%   other arguments go to mobexport regress
 #
 # Environment:
+#   MOBEXPORT_CI_METRIC    instructions (default; needs valgrind) or latency
 #   MOBEXPORT_CI_OUT       keep outputs (results, curves, plots) here; exported
 #                          artifacts there are reused by the next run
 #                          (default: a temporary directory, removed at exit)
-#   MOBEXPORT_CI_BASELINE  baseline file (default: benchmarks/regress/baselines/ci_local_cpu.json)
-#   MOBEXPORT_CI_BASELINE_RUNS  sweeps behind a new baseline (default: 5); several
-#                          runs let the check see the machine's run-to-run variation
+#   MOBEXPORT_CI_BASELINE  baseline file (default: benchmarks/regress/baselines/ci_instructions.json
+#                          for instructions, benchmarks/regress/baselines/ci_local_cpu.json for latency)
+#   MOBEXPORT_CI_BASELINE_RUNS  sweeps behind a new baseline (default: 5 for latency,
+#                          1 for instructions); several latency runs let the check see
+#                          the machine's run-to-run variation
 #   MOBEXPORT_CACHE_DIR    export cache shared by every run on this machine
 #                          (default: ~/.cache/mobexport/artifacts; "off" disables it):
 #                          a re-run exports nothing that an earlier run exported with
@@ -30,7 +36,18 @@ cd "$(dirname "$0")/../.."
 
 MODELS="mobile_former_52m,mobile_former_294m,mobilenet_v3_large_100"
 RESOLUTIONS="160,192,224"
-baseline="${MOBEXPORT_CI_BASELINE:-benchmarks/regress/baselines/ci_local_cpu.json}"
+metric="${MOBEXPORT_CI_METRIC:-instructions}"
+case "$metric" in
+    instructions)
+        baseline="${MOBEXPORT_CI_BASELINE:-benchmarks/regress/baselines/ci_instructions.json}"
+        default_runs=1 ;;
+    latency)
+        baseline="${MOBEXPORT_CI_BASELINE:-benchmarks/regress/baselines/ci_local_cpu.json}"
+        default_runs=5 ;;
+    *)
+        echo "ci_regress: MOBEXPORT_CI_METRIC must be instructions or latency, not '$metric'" >&2
+        exit 2 ;;
+esac
 
 update=0
 if [ "${1:-}" = "--update-baseline" ]; then
@@ -52,7 +69,8 @@ fi
 sweep() {
     rm -f "$out/results.jsonl"
     set +e
-    mobexport bench --models "$MODELS" --targets onnx --resolutions "$RESOLUTIONS" --export-jobs 2 --out "$out"
+    mobexport bench --metric "$metric" --models "$MODELS" --targets onnx --resolutions "$RESOLUTIONS" \
+        --export-jobs 2 --out "$out"
     local status=$?
     set -e
     if [ "$status" -ne 0 ] && [ "$status" -ne 1 ]; then
@@ -64,7 +82,7 @@ sweep() {
 # Not exec: the EXIT trap must still remove a temporary output directory.
 if [ "$update" -eq 1 ]; then
     # Several runs, so that the baseline knows this machine's run-to-run variation.
-    runs="${MOBEXPORT_CI_BASELINE_RUNS:-5}"
+    runs="${MOBEXPORT_CI_BASELINE_RUNS:-$default_runs}"
     rm -rf "$out/baseline-runs"
     mkdir -p "$out/baseline-runs"
     for i in $(seq 1 "$runs"); do
@@ -73,12 +91,13 @@ if [ "$update" -eq 1 ]; then
         mv "$out/results.jsonl" "$out/baseline-runs/run-$i.jsonl"
     done
     set +e
-    mobexport regress --update-baseline --results "$out"/baseline-runs/run-*.jsonl --baseline "$baseline"
+    mobexport regress --metric "$metric" --update-baseline --results "$out"/baseline-runs/run-*.jsonl \
+        --baseline "$baseline"
     exit $?
 fi
 
 sweep
 set +e
-mobexport regress --baseline "$baseline" --results "$out/results.jsonl" \
+mobexport regress --metric "$metric" --baseline "$baseline" --results "$out/results.jsonl" \
     --markdown "$out/regress.md" "$@"
 exit $?

@@ -3,6 +3,8 @@
     mobexport regress --baseline FILE --results FILE     compare (exit 1 on regression)
     mobexport regress --update-baseline --results FILE --baseline FILE
     mobexport regress --history DIR                      trends across runs
+    mobexport regress --metric instructions ...          the same on callgrind instruction counts
+    mobexport regress --paired BASE_OUT --results FILE   time both builds side by side now
 
 Exit status: 0 no regression (or a baseline/trend written), 1 regression,
 2 bad input (missing or malformed file, no overlapping cases, reference model
@@ -30,6 +32,7 @@ from mobexport.benchmarks.results.records import read_records
 from mobexport.safe_files import write_text_durably
 from .verdict import DEFAULT_MIN_EFFECT, DEFAULT_REFERENCE, MODES, ON_OTHER_DEVICE, RegressionSettings, compare
 from mobexport.benchmarks.results.stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
+from .instruction_baseline import refuse_other_metric
 
 log = logging.getLogger(__name__)
 
@@ -59,13 +62,22 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", type=Path, help="baseline JSON (read, or written with --update-baseline)")
     p.add_argument("--update-baseline", action="store_true", help="write --baseline from --results instead of comparing")
     p.add_argument("--history", type=Path, metavar="DIR", help="plot trends of every *.jsonl under DIR instead")
+    p.add_argument("--metric", choices=("latency", "instructions"), default="latency",
+                   help="latency: wall time of 'mobexport bench' (default); instructions: callgrind counts of "
+                        "'mobexport bench --metric instructions' (deterministic; see docs/regression.md)")
+    p.add_argument("--paired", type=Path, metavar="BASE_OUT",
+                   help="time the baseline build's artifacts (the 'mobexport bench --out' folder, or its "
+                        "results.jsonl) and --results' side by side now, interleaved, instead of against stored "
+                        "numbers (see docs/regression.md)")
+    p.add_argument("--rounds", type=positive_int, default=5, help="--paired: interleaved rounds (default: 5)")
     p.add_argument("--mode", choices=MODES, default="relative",
                    help="relative: normalise by the reference model of the same run (default); "
                         "absolute: raw latency, for dedicated devices")
     p.add_argument("--reference", default=DEFAULT_REFERENCE, metavar="MODEL",
                    help=f"reference model for relative mode (default: {DEFAULT_REFERENCE})")
-    p.add_argument("--min-effect", type=_fraction, default=DEFAULT_MIN_EFFECT,
-                   help=f"smallest slowdown that counts, e.g. 0.1 or 10%% (default: {DEFAULT_MIN_EFFECT * 100:g}%%)")
+    p.add_argument("--min-effect", type=_fraction, default=None,
+                   help=f"smallest slowdown that counts, e.g. 0.1 or 10%% (default: {DEFAULT_MIN_EFFECT * 100:g}%% "
+                        "for latency, 2%% for instructions)")
     p.add_argument("--confidence", type=_fraction, default=0.95, help="bootstrap interval level (default: 0.95)")
     p.add_argument("--resamples", type=positive_int, default=BOOTSTRAP_RESAMPLES,
                    help=f"bootstrap resamples (default: {BOOTSTRAP_RESAMPLES})")
@@ -89,6 +101,9 @@ def main(argv: Sequence[str]) -> int:
     console = Console()
     if not console.is_terminal:  # CI logs: do not squeeze the tables into 80 columns
         console = Console(width=150)
+    if args.metric == "instructions" and (args.history is not None or args.paired is not None):
+        raise BenchmarkError(f"{'--history' if args.history is not None else '--paired'} measures latency, not "
+                             "--metric instructions", "leave --metric out for it")
     if args.history is not None:
         if args.results or args.baseline or args.update_baseline:
             raise BenchmarkError("--history does not combine with --results/--baseline/--update-baseline",
@@ -98,16 +113,33 @@ def main(argv: Sequence[str]) -> int:
         inputs = find_results(args.history) if args.history.is_dir() else []
         _refuse_writing_inputs(inputs, _outputs(args, args.plot or args.history / "history.png"))
         return _history(args, console)
+    if args.paired is not None:
+        from .paired_latency import run_paired
+
+        if args.results is None or len(args.results) != 1 or args.baseline or args.update_baseline:
+            raise BenchmarkError("--paired takes the candidate's --results FILE and no --baseline",
+                                 "e.g. mobexport regress --paired base-out --results cand-out/results.jsonl")
+        return run_paired(args.paired, args.results[0], DEFAULT_MIN_EFFECT if args.min_effect is None
+                          else args.min_effect, args.confidence, args.rounds, args.seed, console)
     if args.results is None or args.baseline is None:
         raise BenchmarkError("both --results and --baseline are needed", "e.g. mobexport regress --baseline "
                              "benchmarks/regress/baselines/ci_local_cpu.json --results out/results.jsonl")
     if args.update_baseline:
         _refuse_writing_inputs(args.results, [("--baseline", args.baseline)])
+        if args.metric == "instructions":
+            from .instruction_cli import update_baseline
+
+            return update_baseline(args.results, args.baseline, console)
         return _update_baseline(args, console)
     if len(args.results) != 1:
         raise BenchmarkError(f"compare one results file at a time ({len(args.results)} given)",
                              "several results files make a baseline with --update-baseline")
     args.results = args.results[0]
+    if args.metric == "instructions":
+        from .instruction_regress_cli import check
+
+        _refuse_writing_inputs([args.results, args.baseline], _outputs(args, None))
+        return check(args.results, args.baseline, args.min_effect, console, args.markdown, args.json, _write)
     _refuse_writing_inputs([args.results, args.baseline], _outputs(args, args.plot or args.results.parent / "regress.png"))
     return _compare(args, console)
 
@@ -190,11 +222,13 @@ def _compare(args, console: Console) -> int:
     from .plot import default_plot_path, plot_comparison
     from .report import comparison_markdown, print_comparison
 
-    settings = RegressionSettings(mode=args.mode, reference=args.reference, min_effect=args.min_effect,
+    settings = RegressionSettings(mode=args.mode, reference=args.reference,
+                                  min_effect=DEFAULT_MIN_EFFECT if args.min_effect is None else args.min_effect,
                                   confidence=args.confidence, resamples=args.resamples, seed=args.seed)
     baseline = read_baseline(args.baseline)
     notes: list[str] = []
     records = read_records(args.results, notes)
+    refuse_other_metric(records, "latency", str(args.results))
     report = compare(baseline.points, points_from_records(records, str(args.results)), settings,
                      baseline_provenance=baseline.provenance, current_provenance=provenance_of(records, args.results),
                      on_other_device=args.on_other_device)

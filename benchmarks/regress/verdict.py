@@ -80,6 +80,7 @@ class Status(str, Enum):
     MISSING = "missing"            # in the baseline, not measured now
     NEW = "new"                    # measured now, not in the baseline
     REFERENCE = "reference"        # the reference model itself (relative mode): shows the machine's speed change
+    RUNTIME_CHANGED = "runtime changed"  # instructions: counted with another runtime/valgrind version, not judged
 
     @property
     def fails_run(self) -> bool:

@@ -63,6 +63,7 @@ class BenchRecord:
     conditions: dict = field(default_factory=dict)         # this case's run: affinity, temperatures, cooldown, policy
     tool_versions: dict = field(default_factory=dict)
     mobexport_revision: str = "unknown"                    # git describe of mobexport's checkout, or "unknown"
+    instructions: dict | None = None                       # bench --metric instructions: devices.instructions count
     timestamp: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     schema_version: int = RECORD_SCHEMA_VERSION
 

@@ -42,6 +42,21 @@ TEXT_OR_NULL = {"type": ["string", "null"]}
 RESOLUTION = {"type": ["integer", "string"], "minimum": 1, "maximum": 65536,
               "pattern": "^[1-9][0-9]{0,4}x[1-9][0-9]{0,4}$", "description": "an integer or HEIGHTxWIDTH"}
 
+# One instruction count (devices/instructions.py: InstructionCount.to_dict), per inference.
+INSTRUCTION_COUNT = {
+    "type": "object",
+    "required": ["median", "samples"],
+    "properties": {
+        "median": {"type": "integer", "minimum": 1},
+        "samples": {"type": "array", "minItems": 1, "items": {"type": "integer", "minimum": 1}},
+        "startup": COUNT,
+        "warmup": {"type": "integer", "minimum": 0},
+        "counter": {"type": "string"},
+        "spread": {"type": "number", "minimum": 0},
+        "tool_versions": {"type": "object"},
+    },
+}
+
 CASE = {
     "type": "object",
     "required": ["model", "target"],
@@ -76,9 +91,10 @@ RECORD = {
         "conditions": {"type": "object"},
         "tool_versions": {"type": "object"},
         "timestamp": {"type": "string"},
+        "instructions": {"anyOf": [{"type": "null"}, INSTRUCTION_COUNT]},
     },
-    # A measured case must carry its raw samples: intervals are recomputed from them.
-    "if": {"properties": {"status": {"const": "ok"}}},
+    # A measured case must carry its raw samples (intervals are recomputed from them), or its instruction count.
+    "if": {"properties": {"status": {"const": "ok"}, "instructions": {"type": "null"}}},
     "then": {"properties": {"samples_ms": {"minItems": 1}}},
 }
 
@@ -113,8 +129,52 @@ def baseline_schema(kind: str, version: int) -> dict:
             "name": {"type": "string"},
             "created": {"type": "string"},
             "mobexport_version": {"type": "string"},
+            "metric": {"const": "latency"},
             "provenance": {"type": "object"},
             "points": {"type": "array", "minItems": 1, "items": BASELINE_POINT},
+        },
+    }
+
+
+INSTRUCTION_BASELINE_POINT = {
+    "type": "object",
+    "required": ["case", "runs"],
+    "properties": {
+        "case": {**CASE, "required": ["model", "target", "resolution"]},
+        # Each run's per-inference counts, kept apart: run-to-run spread is part of the noise model.
+        "runs": {
+            "type": "array", "minItems": 1,
+            "items": {
+                "type": "object", "required": ["run", "samples"],
+                "properties": {"run": {"type": "integer", "minimum": 0},
+                               "samples": {"type": "array", "minItems": 1,
+                                           "items": {"type": "integer", "minimum": 1}}},
+            },
+        },
+        "instructions": {"type": "integer", "minimum": 1},
+        "macs": COUNT,
+        "params": COUNT,
+        "timestamp": TEXT_OR_NULL,
+    },
+}
+
+
+def instruction_baseline_schema(kind: str, version: int) -> dict:
+    return {
+        "type": "object",
+        "required": ["kind", "schema_version", "metric", "tool_versions", "points"],
+        "properties": {
+            "kind": {"const": kind},
+            "schema_version": {"const": version},
+            "metric": {"const": "instructions"},
+            "name": {"type": "string"},
+            "created": {"type": "string"},
+            "mobexport_version": {"type": "string"},
+            # What decides a count: valgrind's version and each runtime's.
+            "tool_versions": {"type": "object", "required": ["valgrind"],
+                              "additionalProperties": {"type": ["string", "null"]}},
+            "provenance": {"type": "object"},
+            "points": {"type": "array", "minItems": 1, "items": INSTRUCTION_BASELINE_POINT},
         },
     }
 
@@ -168,7 +228,8 @@ SUITE = {
 def _validator(key: str) -> Validator:
     from mobexport.benchmarks.regress.baseline import BASELINE_KIND, BASELINE_SCHEMA_VERSION
 
-    schemas = {"record": RECORD, "suite": SUITE, "baseline": baseline_schema(BASELINE_KIND, BASELINE_SCHEMA_VERSION)}
+    schemas = {"record": RECORD, "suite": SUITE, "baseline": baseline_schema(BASELINE_KIND, BASELINE_SCHEMA_VERSION),
+               "instruction_baseline": instruction_baseline_schema(BASELINE_KIND, BASELINE_SCHEMA_VERSION)}
     Validator.check_schema(schemas[key])
     return Validator(schemas[key])
 

@@ -109,6 +109,11 @@ def parser() -> argparse.ArgumentParser:
                        help="shared directory of content-addressed exports, reused by every run and host "
                             "(default: the export cache of each host)")
     where.add_argument("--seed", type=nonneg_int, default=0, help="seed of the case order shuffle (default: 0)")
+    where.add_argument("--metric", choices=("latency", "instructions"), default="latency",
+                       help="latency: time each case (default); instructions: count the instructions of one "
+                            "inference under callgrind at one thread (onnx, executorch; needs valgrind)")
+    where.add_argument("--jobs", type=positive_int, metavar="N",
+                       help="--metric instructions: count N cases at once (default: one per CPU)")
     where.add_argument("--no-shuffle", action="store_true", help="measure cases in the listed order")
     android = p.add_argument_group("Android (adb)")
     android.add_argument("--adb", type=existing_file, help="adb executable (default: 'adb' on PATH)")
@@ -343,6 +348,15 @@ def main(argv: Sequence[str]) -> int:
             parse_duration(args.sustained_bucket, "--sustained-bucket")
     if args.export_jobs < 1:
         raise BenchmarkError(f"--export-jobs must be at least 1, not {args.export_jobs}", "pass --export-jobs 1 or more")
+    if args.metric == "instructions":
+        if args.cluster:
+            raise BenchmarkError("--metric instructions counts on this host", "drop --cluster, or time with --metric latency")
+        from .instructions import main_instructions
+
+        return main_instructions(plan, device_spec, args.out, args.export_jobs, args.jobs, console)
+    from .instructions import refuse_mixing
+
+    refuse_mixing(args.out / RESULTS_NAME, "latency")
     if args.cluster:  # Ray is imported only here
         from ..cluster.bench import run_on_cluster
 

@@ -50,7 +50,7 @@ def fake_env(tmp_path, make_results):
     env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}", FAKE_RESULTS_DIR=str(results_dir),
                FAKE_COUNTER=str(tmp_path / "counter"), FAKE_LOG=str(tmp_path / "bench.log"),
                MOBEXPORT_CI_BASELINE=str(tmp_path / "baseline.json"), MOBEXPORT_CI_OUT=str(tmp_path / "out"),
-               MOBEXPORT_CI_BASELINE_RUNS="3", COLUMNS="200")
+               MOBEXPORT_CI_BASELINE_RUNS="3", MOBEXPORT_CI_METRIC="latency", COLUMNS="200")
     env.pop("GITHUB_STEP_SUMMARY", None)
     return env, prepare, tmp_path
 
