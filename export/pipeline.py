@@ -170,7 +170,7 @@ def _export_model(config: ExportConfig, on_step: StepCallback | None) -> Artifac
                                                   config.parity_samples, inputs=inputs, inputs_source=source))
                 if quant.active:
                     step("accuracy")
-                    quant.measure_accuracy(eager_fn(model), runner.infer, config.checkpoint)
+                    quant.measure_accuracy(first_output(eager_fn(model)), runner.infer, config.checkpoint)
         else:
             notes.append(f"parity not measured here: {why_not}")
             if quant.active:

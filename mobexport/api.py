@@ -171,18 +171,12 @@ def load(artifact_dir: str | Path, device: str = "cpu") -> LoadedArtifact:
     """Open the artifact in ``artifact_dir`` (its directory, manifest.json or main file), ready to run here."""
     import dataclasses
 
-    from mobexport.errors import DeviceError
+    from mobexport.devices.runtimes import open_runner
     from mobexport.export.artifact import Artifact
-    from mobexport.export.target import get_target
 
     artifact = Artifact.open(Path(artifact_dir))
-    target = get_target(artifact.manifest.target)
-    target.require()
-    runnable, why_not = target.can_run_here()
-    if not runnable:
-        raise DeviceError(f"{artifact.manifest.target} artifacts cannot run here: {why_not}",
-                          "run it on a device that has the runtime")
-    runner = target.load(artifact.path, manifest=dataclasses.asdict(artifact.manifest), device=device)
+    # The runtime is chosen by the artifact kind the manifest records; one that cannot run here says why.
+    runner = open_runner(artifact.path, dataclasses.asdict(artifact.manifest), device=device)
     runner.__enter__()
     return LoadedArtifact(artifact, runner)
 
@@ -204,18 +198,24 @@ def bench(
     min_iters: int | None = None,
     max_iters: int | None = None,
     warmup_time: float | None = None,
+    cluster: str | None = None,
+    artifact_store: str | Path | None = None,
 ):
     """A resolution sweep, as ``mobexport bench`` runs it: records, curves.csv, summary.md and plots in ``out``.
+
+    ``cluster`` (``"ray"``, ``"ray://HOST:PORT"`` or ``"HOST:PORT"``) runs it on a Ray
+    cluster as ``bench --cluster`` does; ``device`` then lists cluster devices
+    (``"adb:SERIAL,local:HOST"``) and ``artifact_store`` is the shared export store.
 
     ``models`` are zoo names or model references (``file.py:factory``, ...; each
     exported at every size in ``resolutions``); a resolution list may mix square
     and ``HxW`` sizes. Returns the sweep's
     :class:`BenchRecord` list (every record in ``out/results.jsonl``).
     """
-    from mobexport.benchmarks.bench_cli import DEFAULT_BASELINE, write_outputs
-    from mobexport.benchmarks.plan import SweepPlan
-    from mobexport.benchmarks.records import read_records
-    from mobexport.benchmarks.sweep import RESULTS_NAME, run_sweep
+    from mobexport.benchmarks.sweep.cli import DEFAULT_BASELINE, write_outputs
+    from mobexport.benchmarks.sweep.plan import SweepPlan
+    from mobexport.benchmarks.results.records import read_records
+    from mobexport.benchmarks.sweep.run import RESULTS_NAME, run_sweep
     from mobexport.consoles import stderr_console
     from mobexport.devices.measure import MeasurePolicy
     from mobexport.devices.registry import DeviceOptions, get_device
@@ -237,6 +237,12 @@ def bench(
         baseline = DEFAULT_BASELINE
     plan = SweepPlan(models=models, targets=list(targets), resolutions=sizes, baseline=baseline, quantize=quantize,
                      passes=passes, batch=batch, threads=threads, seed=seed)
+    if cluster is not None:  # Ray is imported only here
+        from mobexport.benchmarks.cluster.bench import run_on_cluster
+
+        run_on_cluster(cluster, plan, policy, DeviceOptions(), device, "mobexport bench", Path(out),
+                       Path(artifact_store) if artifact_store is not None else None)
+        return read_records(Path(out) / RESULTS_NAME)
     dev = get_device(device, DeviceOptions())
     dev.require()
     plan.device = dev.name

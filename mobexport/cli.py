@@ -250,7 +250,7 @@ COMMANDS: dict[str, Command] = {
                      "mobexport bench --suite smoke --out bench-out", _lazy("mobexport.benchmarks.sweep.cli:main")),
     "cluster": Command("join this host to a Ray cluster with its devices as resources (bench --cluster)",
                        "mobexport cluster node --address HEAD:6379", _lazy("mobexport.benchmarks.cluster.cli:main")),
-    "regress": Command("check benchmark results against a baseline for latency regressions",
+    "regress": Command("check results against a baseline for regressions (instruction counts, latency, paired runs)",
                        "mobexport regress --baseline base.json --results bench-out/results.jsonl",
                        _lazy("mobexport.benchmarks.regress.cli:main")),
     "profile": Command("time per operator type of several models on one runtime, side by side",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import csv
 
 import mobexport
-from mobexport.benchmarks.bench_cli import CSV_NAME, SUMMARY_NAME
-from mobexport.benchmarks.curve_table import crossovers
+from mobexport.benchmarks.sweep.cli import CSV_NAME, SUMMARY_NAME
+from mobexport.benchmarks.results.curves import crossovers
 from mobexport.shapes import side
 
 from .conftest import reference

@@ -22,6 +22,7 @@ from mobexport.config import ExportConfig
 # (command's parser factory, option, contract an accepted value must meet)
 POSITIVE = lambda v: isinstance(v, int) and v >= 1  # noqa: E731
 NONNEG = lambda v: isinstance(v, int) and v >= 0  # noqa: E731
+NONNEG_LIST = lambda v: isinstance(v, list) and len(v) >= 1 and all(NONNEG(x) for x in v)  # noqa: E731
 FINITE_NONNEG = lambda v: isinstance(v, float) and math.isfinite(v) and v >= 0  # noqa: E731
 FINITE_POSITIVE = lambda v: isinstance(v, float) and math.isfinite(v) and v > 0  # noqa: E731
 FRACTION = lambda v: isinstance(v, float) and 0 <= v < 1  # noqa: E731
@@ -52,7 +53,7 @@ OPTIONS = [
     (export_parser, "--parity-samples", POSITIVE),
     (export_parser, "--calib-samples", POSITIVE),
     (bench_parser, "--batch", POSITIVE),
-    (bench_parser, "--threads", NONNEG),
+    (bench_parser, "--threads", NONNEG_LIST),  # a threads axis: 1,4
     (bench_parser, "--min-time", FINITE_POSITIVE),
     (bench_parser, "--min-iters", POSITIVE),
     (bench_parser, "--max-iters", POSITIVE),

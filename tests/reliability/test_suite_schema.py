@@ -27,7 +27,7 @@ def no_sweep(monkeypatch):
     ('models = "mobilenet_v3_small_075"\n', ["models must be array, not str"]),
     ('models = ["m"]\nmin_time = inf\n', ["min_time must be a finite number, not inf"]),
     ('models = ["m"]\nwarmup_time = nan\n', ["warmup_time must be a finite number, not nan"]),
-    ('models = ["m"]\nthreads = true\n', ["threads must be integer, not bool"]),
+    ('models = ["m"]\nthreads = true\n', ["threads True is not valid"]),
     ('models = ["m"]\nbatch = 0\n', ["batch must be >= 1, not 0"]),
     ('models = ["m"]\nresolutions = []\n', ["resolutions must have at least 1 item"]),
     ('[android]\ncooldown_c = "hot"\n', ["android.cooldown_c must be number, not str"]),
