@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import shutil
 
 import pytest
 
@@ -55,24 +56,39 @@ def test_cluster_node_refuses_a_bad_address(capsys):
     assert "is not a cluster address" in capsys.readouterr().err
 
 
+LOCAL_CLUSTER = """
+import json, ray
+from mobexport.benchmarks.cluster.connection import advertised_devices, connect
+connect("ray", lambda: {"mobexport/local:testhost": 1})
+try:
+    print(json.dumps({"advertised": advertised_devices(), "node": ray.get_runtime_context().get_node_id()}))
+finally:
+    ray.shutdown()
+"""
+
+
 @pytest.mark.slow
-def test_cluster_ray_starts_a_local_cluster_with_this_hosts_devices(monkeypatch):
-    """'--cluster ray' with no cluster to attach to starts one here, advertising this host's devices."""
+def test_cluster_ray_starts_a_local_cluster_with_this_hosts_devices(tmp_path):
+    """'--cluster ray' with no cluster to attach to starts one here, advertising this host's devices.
+
+    In its own process with its own HOME, as a user's run is: a local ``ray.init`` turns on Ray's token
+    authentication for the rest of its process and writes a token under ``~/.ray``.
+    """
     pytest.importorskip("ray")
-    import ray
-
-    from mobexport.benchmarks.cluster.connection import connect
-
-    monkeypatch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    import shutil
+    import os
+    import subprocess
+    import sys
     import tempfile
 
     short = tempfile.mkdtemp(prefix="mxr", dir="/tmp")         # Ray's socket paths must stay under 108 bytes
-    monkeypatch.setenv("RAY_TMPDIR", short)                     # no earlier cluster's address file to attach to
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env.update(HOME=str(tmp_path), RAY_TMPDIR=short,           # no earlier cluster's address file to attach to
+               RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
     try:
-        connect("ray", lambda: {"mobexport/local:testhost": 1})
-        assert advertised_devices() == {"local:testhost": [ray.get_runtime_context().get_node_id()]}
+        done = subprocess.run([sys.executable, "-c", LOCAL_CLUSTER], capture_output=True, text=True, env=env,
+                              timeout=180)
     finally:
-        ray.shutdown()
         shutil.rmtree(short, ignore_errors=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["advertised"] == {"local:testhost": [seen["node"]]}
