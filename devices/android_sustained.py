@@ -30,7 +30,7 @@ def parse_duration(text: str, what: str = "--sustained") -> float:
     """'10m', '90s', '1.5h' or plain seconds -> seconds."""
     match = _DURATION.match(str(text))
     if match is None or float(match.group(1)) <= 0:
-        raise BenchmarkError(f"{what} {text!r} is not a duration", f"write it like 10m, 90s or 1h")
+        raise BenchmarkError(f"{what} {text!r} is not a duration", "write it like 10m, 90s or 1h")
     return float(match.group(1)) * _UNIT_S[match.group(2)]
 
 

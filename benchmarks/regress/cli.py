@@ -136,7 +136,7 @@ def main(argv: Sequence[str]) -> int:
                              "several results files make a baseline with --update-baseline")
     args.results = args.results[0]
     if args.metric == "instructions":
-        from .instruction_regress_cli import check
+        from .instruction_cli import check
 
         _refuse_writing_inputs([args.results, args.baseline], _outputs(args, None))
         return check(args.results, args.baseline, args.min_effect, console, args.markdown, args.json, _write)

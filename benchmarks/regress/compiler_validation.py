@@ -7,7 +7,7 @@ Builds the CI sweep (Mobile-Former 52M/294M against MobileNetV3-Large, ONNX,
 160/192/224 px) once per *variant*: ``shipped`` (the default passes) and one
 per regression, each a real compiler change: a default graph pass turned off
 for the Mobile-Former models (by default ``fold_dynamic_relu``, and, smaller,
-``projection_free_attention``; ``--regression NAME=PASS`` picks others).
+``attention_to_bmm``; ``--regression NAME=PASS`` picks others).
 MobileNetV3-Large is always built as shipped, as the reference.
 
 Then, for each metric, it measures every variant ``--repeats`` times into
@@ -51,7 +51,7 @@ from mobexport.benchmarks.regress.verdict import RegressionSettings, Status
 CI_MODELS = ("mobile_former_52m", "mobile_former_294m", "mobilenet_v3_large_100")
 CI_RESOLUTIONS = (160, 192, 224)
 REFERENCE = "mobilenet_v3_large_100"
-DEFAULT_REGRESSIONS = {"pass-off": "fold_dynamic_relu", "small": "projection_free_attention"}
+DEFAULT_REGRESSIONS = {"pass-off": "fold_dynamic_relu", "small": "attention_to_bmm"}
 METRICS = ("instructions", "latency")
 SHIPPED = "shipped"
 BASELINE_RUNS = {"instructions": 1, "latency": 5}
@@ -64,7 +64,10 @@ def default_pass_ids() -> list[str]:
 
 
 def passes_without(pass_id: str) -> str:
+    from mobexport.export.passes.registry import ALIASES
+
     ids = default_pass_ids()
+    pass_id = ALIASES.get(pass_id, pass_id)
     if pass_id not in ids:
         raise BenchmarkError(f"'{pass_id}' is not a default pass", f"choose one of: {', '.join(ids)}")
     return ",".join(p for p in ids if p != pass_id)
@@ -277,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--metrics", default="instructions,latency", help="comma-separated: instructions, latency")
     p.add_argument("--regression", action="append", metavar="NAME=PASS",
                    help="a regressed variant: the default passes without PASS for Mobile-Former (repeatable; "
-                        "default: pass-off=fold_dynamic_relu, small=projection_free_attention)")
+                        "default: pass-off=fold_dynamic_relu, small=attention_to_bmm)")
     p.add_argument("--models", default=",".join(CI_MODELS))
     p.add_argument("--resolutions", default=",".join(map(str, CI_RESOLUTIONS)))
     p.add_argument("--jobs", type=int, default=2, help="instruction counts run this many at once (default: 2)")

@@ -42,8 +42,9 @@ def check_plan(plan: SweepPlan) -> None:
     if plan.device != "local":
         raise BenchmarkError(f"--metric instructions runs on this host's CPU, not on '{plan.device}'",
                              "use --device local, or --metric latency on that device")
-    if plan.threads not in (0, METRIC_THREADS):
-        raise BenchmarkError(f"--metric instructions counts at one thread, not --threads {plan.threads}",
+    other = [n for n in plan.thread_counts if n not in (0, METRIC_THREADS)]
+    if other:
+        raise BenchmarkError(f"--metric instructions counts at one thread, not --threads {','.join(map(str, other))}",
                              "leave --threads out (or give 1)")
     plan.threads = METRIC_THREADS
 

@@ -31,7 +31,7 @@ def test_mobile_former_26m_at_96x128(target, tmp_path, capsys):
 @pytest.mark.slow
 @pytest.mark.parametrize("target", ["onnx", "executorch", "coreml", "tensorrt", "litert"])
 def test_mobile_former_294m_at_256x320_on_every_target(target, tmp_path):
-    from mobexport.export.target import get_target
+    from mobexport.export.targets import get_target
 
     try:
         get_target(target).require()

@@ -9,7 +9,6 @@ the phone with ``adb connect``; at teardown the server is killed with
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess

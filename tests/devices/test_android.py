@@ -275,7 +275,7 @@ def test_a_phone_that_drops_and_comes_back_fails_only_that_case(phones, runners,
 
 
 def test_several_devices_need_a_serial(phones, runners):
-    first, second = phones.add(), phones.add()
+    _, second = phones.add(), phones.add()
     with pytest.raises(DeviceError, match=r"2 Android devices attached \(pick one with --device adb:SERIAL"):
         device(runners).require()
     assert device(runners, serial=second.serial).info()["model"] == "Pixel 8"

@@ -10,7 +10,6 @@ import contextlib
 import io
 import json
 import stat
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest

@@ -12,7 +12,7 @@ from mobexport.benchmarks.regress import compiler_validation as crv
 from mobexport.devices.instructions import InstructionCount
 
 # What turning each pass off costs in this stand-in (per inference): a large and a ~10% regression.
-COST_OF_MISSING = {"fold_dynamic_relu": 1.25, "projection_free_attention": 1.09}
+COST_OF_MISSING = {"fold_dynamic_relu": 1.25, "attention_to_bmm": 1.09}
 
 
 def fake_prepare(case, out_dir):

@@ -372,7 +372,7 @@ def cmd_taskset(shell: Shell, args, result: Result) -> int:
     mask = int(args[0], 16)
     cores = shell.sandbox.cores()
     if mask == 0 or mask >> (max(cores) + 1):
-        result.err(f"taskset: sched_setaffinity: Invalid argument\n")
+        result.err("taskset: sched_setaffinity: Invalid argument\n")
         return 1
     with shell.sandbox.lock:
         shell.sandbox.taskset_masks.append(args[0])

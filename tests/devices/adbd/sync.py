@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import struct
 
-from .protocol import ConnectionClosed, Stream
+from .protocol import Stream
 from .sandbox import Sandbox, SandboxError
 
 MAX_DATA = 64 * 1024
@@ -104,9 +104,9 @@ def send(stream: Stream, sandbox: Sandbox, spec: str) -> bool:
     try:
         host = sandbox.host_path(path)
         if not host.parent.is_dir():
-            error = f"couldn't create file: No such file or directory"
+            error = "couldn't create file: No such file or directory"
         elif host.is_dir():
-            error = f"couldn't create file: Is a directory"
+            error = "couldn't create file: Is a directory"
     except SandboxError as exc:
         error = f"couldn't create file: {exc}"
     chunks = []
