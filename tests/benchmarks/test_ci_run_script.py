@@ -70,7 +70,7 @@ def test_a_passing_run_leaves_nothing_behind(ci_tree):
     lines = log.read_text().splitlines()
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     install = next(line for line in readme.splitlines() if line.startswith("pip install -e "))
-    assert lines[0] == install.replace('"', "") == "pip install -e .[all,litert,dev]"  # exactly as the README says
+    assert lines[0] == install.replace('"', "") == "pip install -e .[all,litert,cluster,dev]"  # exactly as the README says
     assert lines[1].startswith("python -m pytest -m not slow -n auto --basetemp ")
     assert "TMPDIR=" + str(tmp) + "/mobexport-ci." in lines[1]      # the tests' temporary files are ours too
     assert lines[2] == "ci_regress --on-other-device warn"

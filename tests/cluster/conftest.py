@@ -63,6 +63,7 @@ class LocalCluster:
     root: Path
     runners: dict[str, Path]
     head: Host
+    client_address: str                    # ray://127.0.0.1:PORT, the head's Ray client server
     phones: dict[str, AdbdEmulator] = field(default_factory=dict)   # name ("A") -> its emulator
     hosts: dict[str, Host] = field(default_factory=dict)            # serial -> the first host that has it
     all_hosts: list[Host] = field(default_factory=list)
@@ -142,11 +143,14 @@ def ray_cluster(tmp_path_factory):
     env.__enter__()
     local = None
     try:
+        client_port = _free_port()
         cluster = Cluster(initialize_head=True, head_node_args={
             "num_cpus": 1, "include_dashboard": False, "node_ip_address": "127.0.0.1",
+            "ray_client_server_port": client_port,
             "_system_config": {"health_check_period_ms": 500, "health_check_failure_threshold": 4},
         })
-        local = LocalCluster(cluster, cluster.address, root / "store", root, runners, head)
+        local = LocalCluster(cluster, cluster.address, root / "store", root, runners, head,
+                             f"ray://127.0.0.1:{client_port}")
         try:
             local.add_phone_node("A")
             local.add_phone_node("B")

@@ -124,6 +124,25 @@ def test_sweep_over_two_phones_on_two_nodes(ray_cluster, capsys, tmp_path, monke
         assert r["conditions"]["policy"] == twin["conditions"]["policy"]
 
 
+def test_a_sweep_through_the_ray_client(ray_cluster, exported, capsys, tmp_path):
+    """--cluster ray://HOST:PORT: the driver is a Ray client (grpcio), not a cluster node; the same records."""
+    pytest.importorskip("grpc", reason="the Ray client needs grpcio: pip install 'mobexport[cluster]'")
+    out = tmp_path / "client-out"
+    device = ray_cluster.device("B")
+    try:
+        status, _, err = bench(capsys, *sweep_args(ray_cluster, out, ray_cluster.store, device), "--cluster",
+                               ray_cluster.client_address)
+    finally:
+        import ray
+
+        ray.shutdown()
+    assert status == 0, err
+    (record,) = records(out)
+    assert record["status"] == "ok" and record["case"]["device"] == device
+    assert record["conditions"]["cluster"]["node_id"] == ray_cluster.node_id(ray_cluster.serial("B"))
+    assert record["conditions"]["artifact_reused"] and Path(record["artifact"]["path"]).is_file()
+
+
 @pytest.mark.slow
 def test_a_later_run_reuses_the_exports(ray_cluster, exported, capsys, tmp_path):
     """A fresh --out with the shared store: no export task, every artifact taken from the store."""
