@@ -68,7 +68,7 @@ def match_rule(softmax: torch.fx.Node) -> tuple[AttentionRule, object]:
 
 class AttentionToBmmPass(GraphPass):
     id = "attention_to_bmm"
-    after = ("fold_batchnorm", "fuse_dwconv_ffn", "fold_dynamic_relu")
+    after = ("einsum_to_matmul", "sdpa_to_matmul", "fold_batchnorm", "fuse_dwconv_ffn", "fold_dynamic_relu")
     description = "attention as bmm over heads without moving the feature map (Mobile<->Former, token attention)"
 
     def start(self, gm) -> dict:

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from .base import GraphPass
 
 PASSES = {
+    "einsum_to_matmul": "EinsumToMatmulPass",
+    "sdpa_to_matmul": "SdpaToMatmulPass",
     "fold_batchnorm": "FoldBatchnormPass",
     "fuse_dwconv_ffn": "FuseDwconvFfnPass",
     "split_depthwise_multiplier": "SplitDepthwiseMultiplierPass",
@@ -30,6 +32,8 @@ PASSES = {
 
 # The default pipeline, in order.
 DEFAULT_PIPELINE = (
+    "einsum_to_matmul",
+    "sdpa_to_matmul",
     "fold_batchnorm",
     "fuse_dwconv_ffn",
     "split_depthwise_multiplier",

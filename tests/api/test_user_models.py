@@ -83,14 +83,12 @@ def test_two_outputs_each_compared_and_top1_only_on_logits(target, exported):
     assert "class logits" in report["top1_note"]
 
 
-# What the default passes rewrite in tests/user_models/hybrid.py today: its BN chains and its depthwise
-# shortcut are found; its Dynamic ReLU (coefficients from a 1x1 conv, x.max(y)) and its einsum attention are
-# not yet recognised (issue 14 item 5 teaches the passes these spellings: raise these counts then).
-# The Dynamic ReLU with conv-made coefficients folds (4 sites); the einsum cross-attention is not read by
-# attention_to_bmm yet (docs/passes.md: the spellings it does not recognize), and its constants fold.
-HYBRID_REWRITES = {"fold_batchnorm": 7, "fuse_dwconv_ffn": 1, "split_depthwise_multiplier": 0,
-                   "fold_dynamic_relu": 4, "attention_to_bmm": 0, "fold_constants": 3}
-
+# What the default passes rewrite in tests/user_models/hybrid.py: its four einsums per block become
+# permute -> matmul (8), which attention_to_bmm then reads as two Mobile->Former and two Mobile<-Former
+# bridges; its BN chains and depthwise shortcut; its Dynamic ReLU with coefficients from a 1x1 conv and
+# x.max(y) (4 sites); and the constants its learned tokens leave (5).
+HYBRID_REWRITES = {"einsum_to_matmul": 8, "fold_batchnorm": 7, "fuse_dwconv_ffn": 1, "split_depthwise_multiplier": 0,
+                   "fold_dynamic_relu": 4, "attention_to_bmm": 4, "fold_constants": 5}
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_hybrid_pass_counts(target, exported):

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 
-import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from mobexport.export.passes.attention_to_bmm import AttentionToBmmPass
+from mobexport.export.passes.einsum_to_matmul import EinsumToMatmulPass
+from mobexport.export.passes.sdpa_to_matmul import SdpaToMatmulPass
 
 from ..conftest import Fires, aten, check_pass, export_dynamic, images
 
@@ -127,13 +128,20 @@ class SdpaAttention(nn.Module):
         return F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(B, N, C)
 
 
-@pytest.mark.xfail(strict=True, reason="the scores and output are aten.einsum nodes; the rules read matmul(A, B) "
-                                       "only, and no rule parses an einsum equation yet")
 def test_einsum_attention():
-    _check(Patches(EinsumAttention()), self_attention=1)
+    """einsum_to_matmul runs first in the pipeline: its matmuls are what this pass reads."""
+    torch.manual_seed(0)
+    gm = export_dynamic(Patches(EinsumAttention()).eval(), torch.randn(1, 3, 32, 32), multiple=8, low=16, high=64)
+    check_pass(EinsumToMatmulPass, Fires(gm, images((16, 32, 48)), rewrites=2, ops={aten.einsum.default: 0}))
+    check_pass(AttentionToBmmPass, Fires(gm, images((16, 32, 48)), rewrites=1, ops={aten.matmul.default: 0},
+                                         details={"self_attention": 1}))
 
 
-@pytest.mark.xfail(strict=True, reason="F.scaled_dot_product_attention stays one aten op with no softmax node, so "
-                                       "there is no candidate; a rule for it is not written yet")
 def test_scaled_dot_product_attention():
-    _check(Patches(SdpaAttention()), self_attention=1)
+    """sdpa_to_matmul runs first in the pipeline: it spells SDPA out where this pass can take it."""
+    torch.manual_seed(0)
+    gm = export_dynamic(Patches(SdpaAttention()).eval(), torch.randn(1, 3, 32, 32), multiple=8, low=16, high=64)
+    check_pass(SdpaToMatmulPass, Fires(gm, images((16, 32, 48)), rewrites=1,
+                                       ops={aten.scaled_dot_product_attention.default: 0}))
+    check_pass(AttentionToBmmPass, Fires(gm, images((16, 32, 48)), rewrites=1, ops={aten.matmul.default: 0},
+                                         details={"self_attention": 1}))
