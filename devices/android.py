@@ -40,11 +40,9 @@ from typing import Callable, Iterator
 
 from mobexport import __version__
 from mobexport.errors import DeviceError
-from .runtimes.executorch import DELEGATE_RUNTIMES, cannot_run_here
 
 from .adb_client import Adb, AdbTimeout, AttachedDevice, find_adb
-from .android_runners import (ORT_EP_BUILD_FLAGS, RUNNERS, AndroidRunner, RunnerOutput, check_binary,
-                              missing_execution_provider)
+from .android_runners import RUNNERS, AndroidRunner, RunnerOutput, check_binary
 from .device import Availability, CaseFailed, CaseJob, Device, DeviceDisconnectedError, Measurement
 
 DEVICE_DIR = "/data/local/tmp/mobexport"
@@ -359,9 +357,7 @@ class AndroidDevice(Device):
 
     def run_once(self, runner: AndroidRunner, remote_model: str, executions: int, threads: int,
                  mask: str, extra_args: list[str] | None = None) -> tuple[RunnerOutput, int]:
-        extra = list(extra_args or [])
-        if runner.kind == "onnx" and self.ort_ep != "cpu":
-            extra = ["-e", self.ort_ep, *extra]
+        extra = [*runner.provider_args(self.ort_ep), *(extra_args or [])]
         argv = runner.argv(remote_model, executions, threads, "result.txt", extra)
         adb = self.connect()
         try:
@@ -372,16 +368,9 @@ class AndroidDevice(Device):
         # stdout then stderr (where time -v reports); a shell-v1 phone has merged them already.
         log, hwm_kb = split_time_output(result.stdout + result.stderr)
         if result.returncode != 0:
-            unregistered = re.search(r"Backend (\w+) is not registered", log) if runner.kind == "executorch" else None
-            delegate = next((b for b, d in DELEGATE_RUNTIMES.items() if unregistered and d[0] == unregistered.group(1)), None)
-            if delegate:
-                raise cannot_run_here(delegate, f"the executor_runner on {self.name}")
-            missing = missing_execution_provider(log) if runner.kind == "onnx" else None
-            if missing:
-                raise DeviceError(f"cannot run here: the onnxruntime_perf_test on {self.name} has no "
-                                  f"{missing.upper()} execution provider",
-                                  f"needs a build with {ORT_EP_BUILD_FLAGS.get(missing, '--use_' + missing)} "
-                                  f"(and a phone that has the engine); or use --ep cpu")
+            engine_missing = runner.failure(log, self.name)
+            if engine_missing is not None:
+                raise engine_missing
             lines = [line for line in log.strip().splitlines() if line.strip()]
             raise CaseFailed(f"{runner.binary} exited with status {result.returncode}"
                              + (f": {lines[-1][:300]}" if lines else ""))
@@ -422,9 +411,9 @@ class AndroidDevice(Device):
 
     def check_delegate(self, job: CaseJob) -> None:
         """A Core ML-delegated program cannot run on Android at all: say so before pushing anything."""
-        backend = ((job.manifest or {}).get("target_details") or {}).get("backend")
-        if job.kind == "executorch" and backend == "coreml":
-            raise cannot_run_here("coreml", self.name)
+        refusal = RUNNERS[job.kind].refuses(job.manifest, self.name) if job.kind in RUNNERS else None
+        if refusal is not None:
+            raise refusal
 
     def measure(self, job: CaseJob) -> Measurement:
         """Time one case; a phone that drops and comes back within ``reconnect_wait_s`` fails only this case."""
@@ -475,7 +464,7 @@ class AndroidDevice(Device):
                 peak_memory="runner process VmHWM (whole process)" if vmhwm else "runner-reported peak working set",
                 probe_estimate_s=estimate,
                 notes=output.notes,
-                **({"ort_execution_provider": self.ort_ep} if runner.kind == "onnx" else {}),
+                **runner.provider_conditions(self.ort_ep),
             )
             return Measurement(
                 samples_s=samples,

@@ -102,6 +102,22 @@ class AndroidRunner(ABC):
     def parse(self, log: str, result_text: str, executions: int) -> RunnerOutput:
         """Samples and facts from the runner's log (and result file); ValueError if unreadable."""
 
+    def provider_args(self, execution_provider: str) -> list[str]:
+        """Options that select ``--ep`` (only ONNX Runtime has execution providers)."""
+        return []
+
+    def provider_conditions(self, execution_provider: str) -> dict:
+        """What a record says about the execution provider it ran on."""
+        return {}
+
+    def failure(self, log: str, where: str) -> Exception | None:
+        """A one-line error when a failed run's ``log`` says the runner lacks an engine, else None."""
+        return None
+
+    def refuses(self, manifest: dict | None, where: str) -> Exception | None:
+        """A one-line error when the artifact cannot run on an Android phone at all, else None."""
+        return None
+
 
 _FLOAT = r"([0-9]+(?:\.[0-9]*)?(?:[eE][-+]?[0-9]+)?)"
 
@@ -133,6 +149,20 @@ class ExecutorRunner(AndroidRunner):
         mean = float(total.group(2)) / 1000 / max(runs, 1)
         return RunnerOutput([mean], False, load_s,
                             notes=["executor_runner logs no per-iteration times: one sample is the run's mean"])
+
+    def failure(self, log: str, where: str) -> Exception | None:
+        from .runtimes.executorch import DELEGATE_RUNTIMES, cannot_run_here
+
+        unregistered = re.search(r"Backend (\w+) is not registered", log)
+        delegate = next((b for b, d in DELEGATE_RUNTIMES.items() if unregistered and d[0] == unregistered.group(1)),
+                        None)
+        return cannot_run_here(delegate, f"the executor_runner on {where}") if delegate else None
+
+    def refuses(self, manifest: dict | None, where: str) -> Exception | None:
+        from .runtimes.executorch import cannot_run_here
+
+        backend = ((manifest or {}).get("target_details") or {}).get("backend")
+        return cannot_run_here("coreml", where) if backend == "coreml" else None   # Apple devices only
 
 
 class OrtPerfTest(AndroidRunner):
@@ -175,6 +205,21 @@ class OrtPerfTest(AndroidRunner):
                             load_s=float(session.group(1)) if session else None,
                             first_s=float(first.group(1)) / 1000 if first else None,
                             reported_peak_bytes=int(peak.group(1)) if peak else None)
+
+    def provider_args(self, execution_provider: str) -> list[str]:
+        return ["-e", execution_provider] if execution_provider != "cpu" else []
+
+    def provider_conditions(self, execution_provider: str) -> dict:
+        return {"ort_execution_provider": execution_provider}
+
+    def failure(self, log: str, where: str) -> Exception | None:
+        missing = missing_execution_provider(log)
+        if not missing:
+            return None
+        return DeviceError(f"cannot run here: the onnxruntime_perf_test on {where} has no "
+                           f"{missing.upper()} execution provider",
+                           f"needs a build with {ORT_EP_BUILD_FLAGS.get(missing, '--use_' + missing)} "
+                           f"(and a phone that has the engine); or use --ep cpu")
 
 
 class BenchmarkModel(AndroidRunner):

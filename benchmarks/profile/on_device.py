@@ -18,6 +18,7 @@ def device_profiles(args, work: Path) -> list[dict]:
     from mobexport.config import ExportConfig
     from mobexport.devices.android import AndroidDevice
     from .on_phone import profile_on_device
+    from .ops import PROFILE_EXPORT_OPTIONS
     from mobexport.export.pipeline import export_model
 
     runners = {"executorch": args.executor_runner, "onnx": args.ort_perf_test}
@@ -30,7 +31,7 @@ def device_profiles(args, work: Path) -> list[dict]:
     profiles = []
     with device:
         for model in args.models:
-            options = {"backend": "xnnpack", "etrecord": True} if args.target == "executorch" else {}
+            options = PROFILE_EXPORT_OPTIONS.get(args.target, {})
             artifact = export_model(ExportConfig(model=model, target=args.target, resolution=args.resolution,
                                                  dynamic=False, passes=args.passes, out_dir=work / "artifacts",
                                                  parity_samples=2, target_options=options))

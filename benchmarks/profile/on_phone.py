@@ -33,37 +33,51 @@ ORT_PROFILE_PREFIX = "ort_profile"
 def profile_on_device(device: AndroidDevice, kind: str, artifact: Path, model: str, resolution: int, runs: int,
                       threads: int, etrecord: Path | None = None) -> dict:
     """One model's per-op profile on ``device`` (``kind``: onnx or executorch)."""
-    from .ops import etdump_per_op_kind, per_op_type, profile_events
-
-    if kind not in ("onnx", "executorch"):
-        raise DeviceError(f"per-op profiles on a phone are for onnx and executorch artifacts, not {kind}",
-                          "use --target onnx or --target executorch")
+    if kind not in PHONE_PROFILERS:
+        raise DeviceError(f"per-op profiles on a phone are for {' and '.join(PHONE_PROFILERS)} artifacts, not {kind}",
+                          f"use --target {' or --target '.join(PHONE_PROFILERS)}")
+    extra, collect = PHONE_PROFILERS[kind]
     job = CaseJob(kind=kind, model=model, resolution=resolution, threads=threads, artifact_path=artifact,
                   policy=MeasurePolicy())
     adb = device.connect()
     with device.pushed_artifact(job) as (runner, remote), tempfile.TemporaryDirectory() as tmp:
         mask = cpu_mask(device.cores_for(threads))
         adb.shell(f"rm -f {DEVICE_DIR}/{ETDUMP_NAME} {DEVICE_DIR}/{ORT_PROFILE_PREFIX}*")
-        extra = [f"--etdump_path={ETDUMP_NAME}"] if kind == "executorch" else ["-p", ORT_PROFILE_PREFIX]
         device.run_once(runner, remote, runs, threads, mask, extra_args=extra)
-        if kind == "executorch":
-            local = Path(tmp) / ETDUMP_NAME
-            adb.pull(f"{DEVICE_DIR}/{ETDUMP_NAME}", local)
-            ops = etdump_per_op_kind(_etdump_events(local, etrecord))
-        else:
-            listing = adb.shell_ok(f"ls {DEVICE_DIR}").split()
-            traces = sorted(n for n in listing if n.startswith(ORT_PROFILE_PREFIX) and n.endswith(".json"))
-            if not traces:
-                raise CaseFailed("onnxruntime_perf_test -p wrote no profile file")
-            local = Path(tmp) / traces[-1]
-            adb.pull(f"{DEVICE_DIR}/{traces[-1]}", local)
-            adb.shell(f"rm -f {shlex.quote(f'{DEVICE_DIR}/{traces[-1]}')}")
-            events = profile_events(local)
-            per_run = len(events) // (runs + 1)                  # perf_test's own first inference, then the runs
-            ops = per_op_type(events[per_run:], runs)
+        ops = collect(adb, Path(tmp), runs, etrecord)
     return {"model": model, "resolution": resolution, "threads": threads, "runs": runs, "target": kind,
             "total_ms": sum(r["ms"] for r in ops.values()), "ops": ops, "device": device.info(),
             "etrecord": str(etrecord) if etrecord else None}
+
+
+def _etdump_ops(adb, tmp: Path, runs: int, etrecord: Path | None) -> dict:
+    """executor_runner --etdump_path: the ETDump pulled and read per op kind."""
+    from .ops import etdump_per_op_kind
+
+    local = tmp / ETDUMP_NAME
+    adb.pull(f"{DEVICE_DIR}/{ETDUMP_NAME}", local)
+    return etdump_per_op_kind(_etdump_events(local, etrecord))
+
+
+def _ort_ops(adb, tmp: Path, runs: int, etrecord: Path | None) -> dict:
+    """onnxruntime_perf_test -p: its JSON trace pulled and summed per op type, perf_test's own first run dropped."""
+    from .ops import per_op_type, profile_events
+
+    listing = adb.shell_ok(f"ls {DEVICE_DIR}").split()
+    traces = sorted(n for n in listing if n.startswith(ORT_PROFILE_PREFIX) and n.endswith(".json"))
+    if not traces:
+        raise CaseFailed("onnxruntime_perf_test -p wrote no profile file")
+    local = tmp / traces[-1]
+    adb.pull(f"{DEVICE_DIR}/{traces[-1]}", local)
+    adb.shell(f"rm -f {shlex.quote(f'{DEVICE_DIR}/{traces[-1]}')}")
+    events = profile_events(local)
+    per_run = len(events) // (runs + 1)                  # perf_test's own first inference, then the runs
+    return per_op_type(events[per_run:], runs)
+
+
+# artifact kind -> (the runner's profiling options, how its profile is read back)
+PHONE_PROFILERS = {"executorch": ([f"--etdump_path={ETDUMP_NAME}"], _etdump_ops),
+                   "onnx": (["-p", ORT_PROFILE_PREFIX], _ort_ops)}
 
 
 def _etdump_events(etdump: Path, etrecord: Path | None) -> list[tuple[str, float]]:

@@ -62,9 +62,7 @@ def per_op_type(events: list[dict], runs: int) -> dict[str, dict]:
 def profile_model(model: str, resolution: int, passes: str, runs: int, warmup: int, threads: int,
                   work: Path, target: str = "onnx") -> dict:
     """Export ``model`` static and profile it on ``target``'s runtime in this process."""
-    if target == "executorch":
-        return profile_executorch(model, resolution, passes, runs, warmup, threads, work)
-    return profile_onnx(model, resolution, passes, runs, warmup, threads, work)
+    return PROFILERS[target](model, resolution, passes, runs, warmup, threads, work)
 
 
 def profile_onnx(model: str, resolution: int, passes: str, runs: int, warmup: int, threads: int,
@@ -142,6 +140,11 @@ def profile_executorch(model: str, resolution: int, passes: str, runs: int, warm
     return {"model": model, "resolution": resolution, "passes": passes, "threads": threads, "runs": runs,
             "target": "executorch", "macs": artifact.manifest.macs.get("total_macs"),
             "total_ms": sum(r["ms"] for r in ops.values()), "ops": ops, "trace": str(trace)}
+
+
+# artifact kind -> profiler in this process, and the export options each needs
+PROFILERS = {"onnx": profile_onnx, "executorch": profile_executorch}
+PROFILE_EXPORT_OPTIONS = {"executorch": {"backend": "xnnpack", "etrecord": True}}
 
 
 def comparison_rows(profiles: list[dict], top: int = 12) -> list[tuple[str, list[float]]]:
