@@ -87,7 +87,7 @@ def test_two_outputs_each_compared_and_top1_only_on_logits(target, exported):
 # permute -> matmul (8), which attention_to_bmm then reads as two Mobile->Former and two Mobile<-Former
 # bridges; its BN chains and depthwise shortcut; its Dynamic ReLU with coefficients from a 1x1 conv and
 # x.max(y) (4 sites); and the constants its learned tokens leave (5).
-HYBRID_REWRITES = {"einsum_to_matmul": 8, "fold_batchnorm": 7, "fuse_dwconv_ffn": 1, "split_depthwise_multiplier": 0,
+HYBRID_REWRITES = {"einsum_to_matmul": 8, "sdpa_to_matmul": 0, "fold_batchnorm": 7, "fuse_dwconv_ffn": 1, "split_depthwise_multiplier": 0,
                    "fold_dynamic_relu": 4, "attention_to_bmm": 4, "fold_constants": 5}
 
 @pytest.mark.parametrize("target", TARGETS)
@@ -95,6 +95,15 @@ def test_hybrid_pass_counts(target, exported):
     artifact = exported("hybrid", target)
     counts = {p["id"]: p["rewrites"] for p in artifact.manifest.passes}
     assert counts == HYBRID_REWRITES
+    assert all(p["passed"] for p in artifact.manifest.parity)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_vit_sdpa_attention_is_rewritten(target, exported):
+    """Its two F.scaled_dot_product_attention calls are spelled out, then made batched 3-D self-attention."""
+    artifact = exported("vit_sdpa", target)
+    counts = {p["id"]: p["rewrites"] for p in artifact.manifest.passes if p["rewrites"]}
+    assert counts == {"sdpa_to_matmul": 2, "attention_to_bmm": 2}
     assert all(p["passed"] for p in artifact.manifest.parity)
 
 
