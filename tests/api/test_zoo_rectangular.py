@@ -42,3 +42,20 @@ def test_mobile_former_294m_at_256x320_on_every_target(target, tmp_path):
                                 **options)
     assert artifact.manifest.resolution["size"] == "256x320"
     assert all(p["passed"] for p in artifact.manifest.parity)
+
+
+def test_a_sweep_mixing_square_and_hxw_sizes(tmp_path, capsys):
+    """bench --resolutions 128x160,96: one record per size, curves ordered by pixel count, every plot written."""
+    out = tmp_path / "sweep"
+    assert main(["bench", "--models", "mobilenet_v3_small_075", "--targets", "onnx", "--resolutions", "128x160,96",
+                 "--min-time", "0.02", "--min-iters", "5", "--max-iters", "20", "--warmup-time", "0",
+                 "--out", str(out)]) == 0
+    capsys.readouterr()
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert sorted(str(r["case"]["resolution"]) for r in records) == ["128x160", "96"]
+    assert all(r["status"] == "ok" for r in records)
+    rows = (out / "curves.csv").read_text().splitlines()
+    sizes = [row.split(",")[rows[0].split(",").index("resolution")] for row in rows[1:]]
+    assert sizes == ["96", "128x160"]
+    for plot in ("latency_vs_resolution.png", "macs_vs_resolution.png", "latency_per_mac.png"):
+        assert (out / plot).stat().st_size > 10_000, plot
