@@ -9,6 +9,7 @@ table and ratio.
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 
 from rich.console import Console
@@ -82,7 +83,8 @@ def plot(run: SustainedRun, path: Path, quantization: str) -> Path:
         hot = ax.twinx()
         hot.plot([t for t, _ in temps], [c for _, c in temps], "-o", ms=3, color="tab:red", label="CPU temperature")
         hot.set_ylabel("CPU temperature (°C)", color="tab:red")
-    ax.set_title(title_of(run, quantization) + "\n" + ratio_line(run), fontsize=9)
+    # The device and conditions run long: wrapped, so that the title stays inside the figure.
+    ax.set_title("\n".join([*textwrap.wrap(title_of(run, quantization), 110), ratio_line(run)]), fontsize=9)
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     return save_png(fig, path)
