@@ -218,9 +218,9 @@ def plot(profiles: list[dict], path: Path) -> Path:
         ax.bar([p["model"] for p in profiles], values, bottom=bottom, label=op)
         bottom += np.array(values)
     ax.set_ylabel(f"profiled ms per inference ({RUNTIMES[target]} op time)")
-    ax.set_title(f"Where the time goes @{profiles[0]['resolution']}: {RUNTIMES[target]}, fp32, "
-                 f"{threads_caption(profiles[0]['threads'])}\non {device_caption(profiles[0].get('device'))}; "
-                 f"includes the profiler's per-node overhead", fontsize=10)
+    where = f"on {device_caption(profiles[0].get('device'))}; includes the profiler's per-node overhead"
+    ax.set_title("\n".join([f"Where the time goes @{profiles[0]['resolution']}: {RUNTIMES[target]}, fp32, "
+                             f"{threads_caption(profiles[0]['threads'])}", *textwrap.wrap(where, 80)]), fontsize=10)
     ax.legend(fontsize=8, loc="upper right")
     fig.text(0.01, 0.01, textwrap.fill(PROFILER_NOTE[target], 110), fontsize=7, va="bottom")
     fig.tight_layout(rect=(0, 0.07, 1, 1))
