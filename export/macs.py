@@ -85,6 +85,8 @@ def _conv_groups(n: torch.fx.Node) -> int:
 
 
 class _Counter(torch.fx.Interpreter):
+    """Counts while running the graph on fake tensors: any input size."""
+
     def __init__(self, gm: torch.fx.GraphModule, report: MacReport):
         super().__init__(gm)
         self.report = report
@@ -92,32 +94,59 @@ class _Counter(torch.fx.Interpreter):
     def run_node(self, n: torch.fx.Node):
         out = super().run_node(n)
         if n.op == "call_function" and isinstance(n.target, torch._ops.OpOverload):
-            self._count(n, out)
+            _count(self.report, n, out, self.env)
         return out
 
-    def _count(self, n: torch.fx.Node, out) -> None:
-        op, macs = n.target, self.report.macs
-        if op in CONV_OPS:
-            weight = self.env[n.args[1]]
-            groups = _conv_groups(n)
-            c_in = self.env[n.args[0]].shape[1]
-            count = out.numel() * weight.shape[1] * weight[0, 0].numel()
-            category = "depthwise_conv" if groups > 1 and groups == c_in else "conv"
-            macs[category] += int(count)
-        elif op in LINEAR_OPS:
-            macs["linear"] += int(out.numel() * self.env[n.args[1]].shape[-1])
-        elif op in MATMUL_OPS:
-            a_node, b_node = (n.args[1], n.args[2]) if op in (aten.addmm.default, aten.baddbmm.default) else n.args[:2]
-            k = self.env[a_node].shape[-1]
-            category = "linear" if _weight_like(a_node) or _weight_like(b_node) else "attention"
-            macs[category] += int(out.numel() * k)
-        elif op in SDPA_OPS:
-            q, k, v = (self.env[a] for a in n.args[:3])
-            length, source = q.shape[-2], k.shape[-2]
-            batch_heads = q.numel() // (length * q.shape[-1])
-            macs["attention"] += int(batch_heads * length * source * (q.shape[-1] + v.shape[-1]))
-        elif op not in LAYOUT_OPS and isinstance(out, torch.Tensor):
-            self.report.elementwise_ops += int(out.numel())
+
+def _count(report: MacReport, n: torch.fx.Node, out, env) -> None:
+    """Add ``n``'s MACs (or elementwise outputs) to ``report``; ``env`` maps nodes to their values."""
+    op, macs = n.target, report.macs
+    if op in CONV_OPS:
+        weight = env[n.args[1]]
+        groups = _conv_groups(n)
+        c_in = env[n.args[0]].shape[1]
+        count = out.numel() * weight.shape[1] * weight[0, 0].numel()
+        category = "depthwise_conv" if groups > 1 and groups == c_in else "conv"
+        macs[category] += int(count)
+    elif op in LINEAR_OPS:
+        macs["linear"] += int(out.numel() * env[n.args[1]].shape[-1])
+    elif op in MATMUL_OPS:
+        a_node, b_node = (n.args[1], n.args[2]) if op in (aten.addmm.default, aten.baddbmm.default) else n.args[:2]
+        k = env[a_node].shape[-1]
+        category = "linear" if _weight_like(a_node) or _weight_like(b_node) else "attention"
+        macs[category] += int(out.numel() * k)
+    elif op in SDPA_OPS:
+        q, k, v = (env[a] for a in n.args[:3])
+        length, source = q.shape[-2], k.shape[-2]
+        batch_heads = q.numel() // (length * q.shape[-1])
+        macs["attention"] += int(batch_heads * length * source * (q.shape[-1] + v.shape[-1]))
+    elif op not in LAYOUT_OPS and isinstance(out, torch.Tensor):
+        report.elementwise_ops += int(out.numel())
+
+
+class _RecordedValues(dict):
+    """Node -> the value the trace recorded (``meta["val"]``); a constant's own tensor."""
+
+    def __init__(self, gm: torch.fx.GraphModule):
+        super().__init__()
+        self.gm = gm
+
+    def __missing__(self, node: torch.fx.Node):
+        if node.op == "get_attr":
+            value = self.gm
+            for part in node.target.split("."):
+                value = getattr(value, part)
+            return value
+        return node.meta["val"]
+
+
+def _traced_at(gm: torch.fx.GraphModule, shape: tuple[int, ...]) -> bool:
+    """True when every recorded value is static and the one input was traced at ``shape``."""
+    inputs = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    values = [n.meta.get("val") for n in gm.graph.nodes if n.op in ("placeholder", "call_function")]
+    return (len(inputs) == 1 and all(v is not None for v in values)
+            and not any(isinstance(d, torch.SymInt) for v in values if isinstance(v, torch.Tensor) for d in v.shape)
+            and tuple(inputs[0].meta["val"].shape) == tuple(shape))
 
 
 def count_macs(program: ExportedProgram, resolution: "int | Resolution", batch: int = 1) -> MacReport:
@@ -126,6 +155,12 @@ def count_macs(program: ExportedProgram, resolution: "int | Resolution", batch: 
     params = sum(p.numel() for p in program.parameters())
     report = MacReport(resolution=size.height, params=int(params), size=None if size.square else str(size))
     gm = program.module()
+    if _traced_at(gm, tuple(size.input_shape(batch))):  # the sizes are already in the graph: read them
+        values = _RecordedValues(gm)
+        for n in gm.graph.nodes:
+            if n.op == "call_function" and isinstance(n.target, torch._ops.OpOverload):
+                _count(report, n, values[n], values)
+        return report
     with FakeTensorMode(allow_non_fake_inputs=True) as fake:
         x = fake.from_tensor(torch.empty(*size.input_shape(batch)))
         _Counter(gm, report).run(x)

@@ -34,6 +34,10 @@ def fake_value(gm: torch.fx.GraphModule, node: torch.fx.Node):
     mode = detect_fake_mode([v for v in vals if isinstance(v, torch.Tensor)])
     if mode is None:
         return None
+    if all(has_static_shape(v) for v in vals if isinstance(v, torch.Tensor)):
+        value = meta_value(gm, node, mode)
+        if value is not None:
+            return value
 
     def as_fake(n: torch.fx.Node):
         value = n.meta.get("val")
@@ -43,6 +47,38 @@ def fake_value(gm: torch.fx.GraphModule, node: torch.fx.Node):
 
     with mode:
         return node.target(*torch.fx.node.map_arg(node.args, as_fake), **torch.fx.node.map_arg(node.kwargs, as_fake))
+
+
+def has_static_shape(value: torch.Tensor) -> bool:
+    return all(isinstance(d, int) for d in value.shape)
+
+
+def meta_value(gm: torch.fx.GraphModule, node: torch.fx.Node, mode):
+    """The fast path of :func:`fake_value` for static shapes: the op's meta kernel, its result made fake.
+
+    A fake op consults the program's symbolic shape environment even when
+    every size is a number; ``stack`` and ``flatten`` spent about half a
+    second each there (sympy), which was most of an export's rewrite step.
+    Meta tensors carry the same shape, stride and dtype without it. ``None``
+    where the op has no meta kernel: the caller then takes the fake path.
+    """
+    device = next(v.device for v in (n.meta.get("val") for n in node.all_input_nodes)
+                  if isinstance(v, torch.Tensor))
+
+    def as_meta(n: torch.fx.Node):
+        value = n.meta.get("val")
+        if value is None and n.op == "get_attr":
+            return attr_value(gm, n).to("meta")
+        if isinstance(value, torch.Tensor):
+            return torch.empty_strided(value.shape, value.stride(), dtype=value.dtype, device="meta")
+        return value
+
+    try:
+        out = node.target(*torch.fx.node.map_arg(node.args, as_meta), **torch.fx.node.map_arg(node.kwargs, as_meta))
+    except (NotImplementedError, RuntimeError):
+        return None
+    to_fake = mode.fake_tensor_converter.from_meta_and_device
+    return torch.utils._pytree.tree_map_only(torch.Tensor, lambda t: to_fake(mode, t, device), out)
 
 
 class NodeBuilder:
