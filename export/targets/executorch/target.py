@@ -119,7 +119,11 @@ def lower_program(program, backend: str, constants: dict[str, int] | None = None
     ``etrecord``: keep an ETRecord in the manager (``manager.get_etrecord()``) so that an ETDump of the
     program can be mapped back to graph nodes.
     """
+    from contextlib import nullcontext
+
     from executorch.exir import to_edge_transform_and_lower
+
+    from .provenance import shared_provenance
 
     partitioners = []
     if backend == "xnnpack":
@@ -130,14 +134,15 @@ def lower_program(program, backend: str, constants: dict[str, int] | None = None
         partitioners.append(partitioner_for(backend))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        with partitioner_reasons() as reasons:
+        with partitioner_reasons() as reasons, (nullcontext() if etrecord else shared_provenance()):
             edge = to_edge_transform_and_lower(program, partitioner=partitioners, constant_methods=constants,
                                                generate_etrecord=etrecord)
         # Coverage is read from the partitioned edge graph, before memory planning adds alloc nodes.
         edge_program = edge.exported_program()
         coverage = delegation_coverage(edge_program, backend, reasons if partitioners else None)
         signature = {"inputs": _signature(edge_program, "inputs"), "outputs": _signature(edge_program, "outputs")}
-        manager = edge.to_executorch()
+        with nullcontext() if etrecord else shared_provenance():
+            manager = edge.to_executorch()
     return manager, coverage, signature
 
 
