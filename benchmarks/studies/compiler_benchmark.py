@@ -79,7 +79,7 @@ class Case:
 
 
 def build_with_pipeline(case: Case, root: Path, rebuild: bool, *, passes: str = "default",
-                        checkpoint: Path | None = None) -> None:
+                        checkpoint: Path | None = None, model_kwargs: dict | None = None) -> None:
     """Export ``case`` with ``export_model`` (static, at its resolution) into ``root``, or reuse an earlier export.
 
     Fills ``artifact``, ``manifest``, ``export_s`` (wall time, kept in a
@@ -91,9 +91,10 @@ def build_with_pipeline(case: Case, root: Path, rebuild: bool, *, passes: str = 
 
     config = ExportConfig(model=case.model, target=case.target, resolution=case.resolution, out_dir=root,
                           passes=passes, parity_samples=2, dynamic=False, checkpoint=checkpoint,
+                          model_kwargs=model_kwargs,
                           target_options={"backend": "xnnpack"} if case.target == "executorch" else {})
     manifest_path = config.artifact_dir() / "manifest.json"
-    sidecar = root / f"{case.model}.{case.target}.build.json"
+    sidecar = root / f"{case.model.rsplit(':', 1)[-1]}.{case.target}.build.json"
     if rebuild or not manifest_path.exists():
         started = time.perf_counter()
         export_model(config)
