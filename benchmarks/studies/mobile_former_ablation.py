@@ -9,7 +9,8 @@ small rows (reorders, reshapes, per-op dispatch). Each variant is the zoo
 model with one part replaced by what lets the rest run unchanged:
 
 * ``no_dynamic_relu``: every DY-ReLU becomes a plain ReLU (its hyper-function goes too);
-* ``no_mobile_to_former``: the tokens skip reading the map;
+* ``no_mobile_to_former``: the tokens skip reading the map (the first
+  stand-in keeps them image-dependent, see :class:`TokensTouch`);
 * ``no_former``: the tokens skip their transformer layer;
 * ``no_former_to_mobile``: the map skips reading the tokens;
 * ``mobile_only``: all four at once, a MobileNet with Mobile-Former's convs.
@@ -53,6 +54,18 @@ class TokensPass(nn.Module):
         return z
 
 
+class TokensTouch(TokensPass):
+    """The first stand-in for Mobile->Former: the tokens plus nothing that still depends on the image.
+
+    Without it the tokens, and so every DY-ReLU coefficient, would be
+    constants, and ``fold_dynamic_relu`` would turn each DY-ReLU into a
+    static PReLU: a different model, not the one without its bridges.
+    """
+
+    def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return z + 0.0 * x.mean(dim=(1, 2, 3))[:, None, None]
+
+
 class MapPass(nn.Module):
     """Stands in for Mobile<-Former: the map comes out as it went in."""
 
@@ -65,13 +78,15 @@ def ablated(model: str = "mobile_former_294m", drop: tuple[str, ...] = ()) -> nn
     from mobexport.models import create_model
 
     net = create_model(model).eval()
+    first_bridge = True
     for block in list(net.features) + [net]:
         if "dynamic_relu" in drop:
             for name in ("act1", "act2", "act3"):
                 if hasattr(block, name):
                     setattr(block, name, PlainReLU())
         if "mobile_to_former" in drop and hasattr(block, "local_global"):
-            block.local_global = TokensPass()
+            block.local_global = TokensTouch() if first_bridge else TokensPass()
+            first_bridge = False
         if "former" in drop and hasattr(block, "global_block"):
             block.global_block = nn.Identity()
         if "former_to_mobile" in drop and hasattr(block, "global_local"):

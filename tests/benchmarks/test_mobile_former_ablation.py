@@ -33,3 +33,13 @@ def test_variants_are_user_model_references_the_pipeline_resolves():
 
     ref = resolve(ablation.reference("no_former"), model_kwargs={"model": "mobile_former_26m"})
     assert count(ref.build(), Former) == 0
+
+
+def test_without_mobile_to_former_the_tokens_still_depend_on_the_image():
+    model = ablation.no_mobile_to_former("mobile_former_26m")
+    bridges = [m for m in model.modules() if isinstance(m, ablation.TokensPass)]
+    assert isinstance(bridges[0], ablation.TokensTouch) and not any(isinstance(b, ablation.TokensTouch)
+                                                                    for b in bridges[1:])
+    x = torch.randn(1, 3, 96, 96, requires_grad=True)
+    z = model.tokens.weight.repeat(1, 1, 1)
+    assert torch.autograd.grad(bridges[0](model.stem(x), z).sum(), x, allow_unused=True)[0] is not None
