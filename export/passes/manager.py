@@ -26,7 +26,10 @@ from .base import GraphPass, PassResult
 
 log = logging.getLogger(__name__)
 
-VERIFY_RELATIVE_TOLERANCE = 1e-5
+# Error / output scale a pass may leave: float32 reassociation, not arithmetic. Folding 29 BatchNorms of
+# VT-ResNet-34 (trained-like statistics) moves its logits by 4.4e-5 of their scale; a wrong rewrite moves them
+# by 1e-2 or more (a 1% weight error in one conv: tests/export/passes/test_registry_and_manager.py).
+VERIFY_RELATIVE_TOLERANCE = 1e-4
 
 
 class PassVerificationError(ExportError):

@@ -21,8 +21,7 @@ import torch.fx
 from torch.utils._pytree import tree_leaves
 
 from mobexport.export.passes.base import GraphPass, PassResult
-
-RELATIVE_TOLERANCE = 1e-5  # the pass manager's verify tolerance: error / output scale
+from mobexport.export.passes.manager import VERIFY_RELATIVE_TOLERANCE as RELATIVE_TOLERANCE  # error / output scale
 
 
 def op_counts(gm: torch.fx.GraphModule) -> collections.Counter:
