@@ -26,6 +26,8 @@ from torch.export import ExportedProgram
 
 from mobexport.shapes import Resolution
 
+from .passes.ops import attr_value
+
 aten = torch.ops.aten
 
 CONV_OPS = {aten.conv2d.default, aten.convolution.default, aten.conv1d.default}
@@ -132,12 +134,7 @@ class _RecordedValues(dict):
         self.gm = gm
 
     def __missing__(self, node: torch.fx.Node):
-        if node.op == "get_attr":
-            value = self.gm
-            for part in node.target.split("."):
-                value = getattr(value, part)
-            return value
-        return node.meta["val"]
+        return attr_value(self.gm, node) if node.op == "get_attr" else node.meta["val"]
 
 
 def _traced_at(gm: torch.fx.GraphModule, shape: tuple[int, ...]) -> bool:

@@ -122,23 +122,28 @@ def reference(variant: str) -> str:
     return f"{__name__}:{variant}"
 
 
+def variant_of(model: str) -> str:
+    """The variant of a :func:`reference`; a zoo name (the baseline) as it is."""
+    return model.rsplit(":", 1)[-1]
+
+
 def run(args) -> dict:
     from rich.console import Console
     from rich.table import Table
 
-    from .compiler_benchmark import Case, build_with_pipeline, paired_ratio, progress_bar, time_groups
+    from .compiler_benchmark import Case, build_with_pipeline, paired_ratio, progress_bar, split, time_groups
 
     console = Console()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    runtimes = [r for r in args.runtimes.split(",") if r]
+    runtimes = split(args.runtimes)
     names = [reference(v) for v in VARIANTS] + [args.baseline]
     cases = [Case(model=name, build="mobexport", target=rt, resolution=args.resolution)
              for rt in runtimes for name in names]
     with progress_bar(console) as progress:
         task = progress.add_task("build", total=len(cases))
         for case in cases:
-            progress.update(task, description=f"build {case.model.rsplit(':', 1)[-1]} {case.target}")
+            progress.update(task, description=f"build {variant_of(case.model)} {case.target}")
             build_with_pipeline(case, out / case.target, args.rebuild, model_kwargs={"model": args.model}
                                 if ":" in case.model else None)
             progress.advance(task)
@@ -147,7 +152,7 @@ def run(args) -> dict:
     summary = {"model": args.model, "resolution": args.resolution, "threads": args.threads, "runtimes": {}}
     for rt in runtimes:
         group = timed[(rt, args.resolution, args.threads)]
-        by_variant = {key.split("/")[1].rsplit(":", 1)[-1]: c for key, c in group["cases"].items()}
+        by_variant = {variant_of(c.model): c for c in group["cases"].values()}
         whole, base = by_variant.get("full"), by_variant.get(args.baseline)
         rows = []
         for variant in VARIANTS + (args.baseline,):

@@ -132,17 +132,16 @@ def lower_program(program, backend: str, constants: dict[str, int] | None = None
         partitioners.append(XnnpackPartitioner())
     elif backend in DELEGATES:
         partitioners.append(partitioner_for(backend))
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), (nullcontext() if etrecord else shared_provenance()):
         warnings.simplefilter("ignore")
-        with partitioner_reasons() as reasons, (nullcontext() if etrecord else shared_provenance()):
+        with partitioner_reasons() as reasons:
             edge = to_edge_transform_and_lower(program, partitioner=partitioners, constant_methods=constants,
                                                generate_etrecord=etrecord)
         # Coverage is read from the partitioned edge graph, before memory planning adds alloc nodes.
         edge_program = edge.exported_program()
         coverage = delegation_coverage(edge_program, backend, reasons if partitioners else None)
         signature = {"inputs": _signature(edge_program, "inputs"), "outputs": _signature(edge_program, "outputs")}
-        with nullcontext() if etrecord else shared_provenance():
-            manager = edge.to_executorch()
+        manager = edge.to_executorch()
     return manager, coverage, signature
 
 
