@@ -26,6 +26,7 @@ PASSES = {
     "fuse_dwconv_ffn": "FuseDwconvFfnPass",
     "split_depthwise_multiplier": "SplitDepthwiseMultiplierPass",
     "fold_dynamic_relu": "FoldDynamicReluPass",
+    "sink_channel_interleave": "SinkChannelInterleavePass",
     "attention_to_bmm": "AttentionToBmmPass",
     "fold_constants": "FoldConstantsPass",
 }
@@ -38,6 +39,7 @@ DEFAULT_PIPELINE = (
     "fuse_dwconv_ffn",
     "split_depthwise_multiplier",
     "fold_dynamic_relu",
+    "sink_channel_interleave",
     "attention_to_bmm",
     "fold_constants",
 )

@@ -88,7 +88,7 @@ def test_two_outputs_each_compared_and_top1_only_on_logits(target, exported):
 # bridges; its BN chains and depthwise shortcut; its Dynamic ReLU with coefficients from a 1x1 conv and
 # x.max(y) (4 sites); and the constants its learned tokens leave (5).
 HYBRID_REWRITES = {"einsum_to_matmul": 8, "sdpa_to_matmul": 0, "fold_batchnorm": 7, "fuse_dwconv_ffn": 1, "split_depthwise_multiplier": 0,
-                   "fold_dynamic_relu": 4, "attention_to_bmm": 4, "fold_constants": 5}
+                   "fold_dynamic_relu": 4, "sink_channel_interleave": 0, "attention_to_bmm": 4, "fold_constants": 5}
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_hybrid_pass_counts(target, exported):
