@@ -124,7 +124,8 @@ def _export_model(config: ExportConfig, on_step: StepCallback | None) -> Artifac
 
     step("rewrite")
     started = time.perf_counter()
-    traced, pass_results = rewrite(traced, resolve(config.passes), verify_resolutions=verify_resolutions(config, traced))
+    passes = resolve(config.passes, skip_in_default=target.slower_passes)
+    traced, pass_results = rewrite(traced, passes, verify_resolutions=verify_resolutions(config, traced))
     timings["rewrite"] = time.perf_counter() - started
 
     step("count MACs")

@@ -42,7 +42,7 @@ def fake_value(gm: torch.fx.GraphModule, node: torch.fx.Node):
     def as_fake(n: torch.fx.Node):
         value = n.meta.get("val")
         if value is None and n.op == "get_attr":
-            value = mode.from_tensor(attr_value(gm, n))
+            value = mode.from_tensor(attr_value(gm, n), static_shapes=True)  # a constant has one shape
         return value
 
     with mode:

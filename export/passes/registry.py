@@ -25,6 +25,7 @@ PASSES = {
     "fold_batchnorm": "FoldBatchnormPass",
     "fuse_dwconv_ffn": "FuseDwconvFfnPass",
     "split_depthwise_multiplier": "SplitDepthwiseMultiplierPass",
+    "cancel_interleave_shuffle": "CancelInterleaveShufflePass",
     "fold_dynamic_relu": "FoldDynamicReluPass",
     "sink_channel_interleave": "SinkChannelInterleavePass",
     "attention_to_bmm": "AttentionToBmmPass",
@@ -38,6 +39,7 @@ DEFAULT_PIPELINE = (
     "fold_batchnorm",
     "fuse_dwconv_ffn",
     "split_depthwise_multiplier",
+    "cancel_interleave_shuffle",
     "fold_dynamic_relu",
     "sink_channel_interleave",
     "attention_to_bmm",
@@ -81,13 +83,20 @@ def default_pipeline() -> list[str]:
     return list(DEFAULT_PIPELINE)
 
 
-def resolve(spec: str) -> list[GraphPass]:
-    """Ordered pass instances for ``default``, ``none`` or a comma-separated list of ids (or old names)."""
+def resolve(spec: str, skip_in_default: tuple[str, ...] = ()) -> list[GraphPass]:
+    """Ordered pass instances for ``default``, ``none`` or a comma-separated list of ids (or old names).
+
+    ``skip_in_default`` leaves passes out of ``default`` only (a target's
+    :attr:`~mobexport.export.targets.base.Target.slower_passes`); a list that names one still runs it.
+    """
     _load()
     spec = spec.strip()
     if spec == "none":
         return []
-    ids = default_pipeline() if spec == "default" else [s.strip() for s in spec.split(",") if s.strip()]
+    if spec == "default":
+        ids = [pass_id for pass_id in default_pipeline() if pass_id not in skip_in_default]
+    else:
+        ids = [s.strip() for s in spec.split(",") if s.strip()]
     ids = [ALIASES.get(pass_id, pass_id) for pass_id in ids]
     for pass_id in ids:
         if pass_id not in _PASSES:

@@ -21,9 +21,13 @@ into the weights of the convs that read the result. With ``τ = σ⁻¹``
 
 so nothing is left to permute at run time. Mobile-Former's interleaves feed
 ``max(a1 y, a2 y)`` (its Dynamic ReLU, ``a`` from the hyper-function's
-Linear) and then a 1x1 conv. In Mobile-Former-26M the release shuffles the
-channels right after the widening conv, in ``C`` groups: that shuffle is
-``σ`` itself, so with the concatenation it disappears as well.
+Linear) and then a 1x1 conv. (Mobile-Former-26M's interleaves are undone by
+a shuffle and go earlier, in ``cancel_interleave_shuffle``.)
+
+**Not on ONNX Runtime by default.** It keeps the concatenation in its
+blocked NCHWc layout and reorders the whole widened map after it; that
+costs 1-2% more instructions than the interleave on Mobile-Former, while
+XNNPACK runs 5% faster (``docs/measured/channel_interleave.md``).
 
 **Refuses** an interleave read by anything else: a grouped conv, an op
 that mixes channels or positions, an operand that is neither per-channel
@@ -40,6 +44,7 @@ import torch
 import torch.fx
 
 from .base import GraphPass, PassResult, call_nodes, check
+from .channel_interleave import interleave_pieces, sizes
 from .builder import NodeBuilder
 from .ops import ACTIVATIONS, ADDS, CONV2D_ANY, DIVS, LINEAR, MAXIMUMS, MULS, SUBS, attr_value, conv_arguments, is_call, val
 
@@ -49,26 +54,6 @@ ELEMENTWISE_BINARY = MULS + ADDS + SUBS + DIVS + MAXIMUMS + (aten.minimum.defaul
 ELEMENTWISE_UNARY = ACTIVATIONS + (aten.clamp.default, aten.neg.default)
 # Steps between a per-channel Linear's output and the operand they make: each keeps one value per channel.
 OPERAND_STEPS = ELEMENTWISE_UNARY + MULS + ADDS + SUBS + DIVS + (aten.unsqueeze.default,)
-
-
-def interleave_pieces(node: torch.fx.Node) -> list[torch.fx.Node] | None:
-    """The maps ``y_j`` when ``node`` is ``stack((y_0, ..), 2).flatten(1, 2)`` of 4-D maps, else ``None``."""
-    if not is_call(node, aten.flatten.using_ints) or tuple(node.args[1:3]) != (1, 2):
-        return None
-    stack = node.args[0]
-    if not is_call(stack, aten.stack.default) or len(stack.users) != 1:
-        return None
-    pieces, dim = stack.args[0], stack.args[1] if len(stack.args) > 1 else 0
-    shapes = [sizes(p) for p in pieces]
-    if len(pieces) < 2 or dim not in (2, -3) or any(s is None or len(s) != 4 or s != shapes[0] for s in shapes):
-        return None
-    return list(pieces)
-
-
-def sizes(node) -> list[int | None] | None:
-    """``node``'s shape with ``None`` for a symbolic size (a symbolic size cannot be compared without a guard)."""
-    value = val(node)
-    return None if value is None else [d if isinstance(d, int) else None for d in value.shape]
 
 
 @dataclass
@@ -82,7 +67,6 @@ class Region:
     constants: list[tuple[torch.fx.Node, int]] = field(default_factory=list)  # (user, argument) of a constant operand
     layers: dict[torch.fx.Node, None] = field(default_factory=dict)  # Linears whose rows make an operand
     convs: list[torch.fx.Node] = field(default_factory=list)
-    shuffles: list[torch.fx.Node] = field(default_factory=list)  # channel shuffles that undo the interleave
 
     @property
     def permutation(self) -> torch.Tensor:
@@ -129,10 +113,6 @@ def find_region(gm: torch.fx.GraphModule, interleave: torch.fx.Node) -> Region:
             check(user.op == "call_function", f"{node.name} is a graph output")
             if user in region.maps:
                 continue
-            shuffle = inverse_shuffle(user, region)
-            if shuffle is not None:
-                region.shuffles.append(shuffle)
-                continue
             check(is_call(user, CONV2D_ANY), f"{user.name} ({user.target}) is not per-channel")
             a = conv_arguments(user)
             check(a["input"] is node and a["groups"] == 1, f"{user.name} is a grouped conv or reads the map as a weight")
@@ -142,29 +122,6 @@ def find_region(gm: torch.fx.GraphModule, interleave: torch.fx.Node) -> Region:
         if node is not interleave:
             check_operands(gm, node, region)
     return region
-
-
-def inverse_shuffle(node: torch.fx.Node, region: Region) -> torch.fx.Node | None:
-    """The end of a channel shuffle starting at ``node`` that puts the channels back in concat order, else ``None``.
-
-    A shuffle in ``g`` groups is ``unflatten(1, (g, n)).transpose(1, 2).flatten(1, 2)``:
-    output channel ``b g + a`` is input channel ``a n + b``. With ``g = C`` and
-    ``n = m`` it sends ``c m + j`` to ``j C + c``, which is ``σ``: the shuffle undoes
-    the interleave, and after the rewrite it has nothing left to do.
-    """
-    m = len(region.pieces)
-    groups = region.channels // m
-    if not is_call(node, aten.unflatten.int) or node.args[1] not in (1, -3) or len(node.users) != 1:
-        return None
-    if list(node.args[2]) not in ([groups, m], [groups, -1], [-1, m]):
-        return None
-    transpose = next(iter(node.users))
-    if not is_call(transpose, aten.transpose.int) or sorted(transpose.args[1:3]) != [1, 2] or len(transpose.users) != 1:
-        return None
-    flatten = next(iter(transpose.users))
-    if not is_call(flatten, aten.flatten.using_ints) or tuple(flatten.args[1:3]) != (1, 2):
-        return None
-    return flatten
 
 
 def check_operands(gm: torch.fx.GraphModule, node: torch.fx.Node, region: Region) -> None:
@@ -188,7 +145,7 @@ def check_operands(gm: torch.fx.GraphModule, node: torch.fx.Node, region: Region
 
 class SinkChannelInterleavePass(GraphPass):
     id = "sink_channel_interleave"
-    after = ("split_depthwise_multiplier", "fold_dynamic_relu")
+    after = ("split_depthwise_multiplier", "cancel_interleave_shuffle", "fold_dynamic_relu")
     description = "channel interleave -> concat, the permutation folded into per-channel operands and the next convs"
 
     def start(self, gm) -> dict:
@@ -215,8 +172,6 @@ class SinkChannelInterleavePass(GraphPass):
             _replace_arg(layer, 1, emit.constant("interleave_rows", attr_value(gm, layer.args[1])[tau]))
             if len(layer.args) > 2 and layer.args[2] is not None:
                 _replace_arg(layer, 2, emit.constant("interleave_rows", attr_value(gm, layer.args[2])[tau]))
-        for shuffle in region.shuffles:
-            shuffle.replace_all_uses_with(shuffle.args[0].args[0].args[0])  # the map, already in concat order
         for conv in region.convs:
             weight = attr_value(gm, conv.args[1])[:, tau]
             _replace_arg(conv, 1, NodeBuilder(gm, conv).constant("interleave_columns", weight))

@@ -75,6 +75,8 @@ class Target(ABC):
     # The target's options dataclass and its quantizers by mode (from its own package).
     options_class: type[TargetOptions] = TargetOptions
     quantizers: dict[str, Quantizer] = {}
+    # Default passes this target's runtime runs measurably slower after; ``--passes`` can still name them.
+    slower_passes: tuple[str, ...] = ()
 
     def options(self, config: ExportConfig) -> TargetOptions:
         """This target's typed options from ``config.target_options``."""
