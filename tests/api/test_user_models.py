@@ -12,6 +12,7 @@ import pytest
 
 import mobexport
 from mobexport.cli import main
+from mobexport.export.targets import get_target
 
 from .conftest import MODELS, USER_MODELS, load_factory, reference
 
@@ -88,13 +89,15 @@ def test_two_outputs_each_compared_and_top1_only_on_logits(target, exported):
 # bridges; its BN chains and depthwise shortcut; its Dynamic ReLU with coefficients from a 1x1 conv and
 # x.max(y) (4 sites); and the constants its learned tokens leave (5).
 HYBRID_REWRITES = {"einsum_to_matmul": 8, "sdpa_to_matmul": 0, "fold_batchnorm": 7, "fuse_dwconv_ffn": 1, "split_depthwise_multiplier": 0,
-                   "fold_dynamic_relu": 4, "sink_channel_interleave": 0, "attention_to_bmm": 4, "fold_constants": 5}
+                   "cancel_interleave_shuffle": 0, "fold_dynamic_relu": 4, "sink_channel_interleave": 0,
+                   "attention_to_bmm": 4, "fold_constants": 5}
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_hybrid_pass_counts(target, exported):
     artifact = exported("hybrid", target)
     counts = {p["id"]: p["rewrites"] for p in artifact.manifest.passes}
-    assert counts == HYBRID_REWRITES
+    slower = get_target(target).slower_passes  # left out of this target's default
+    assert counts == {pass_id: n for pass_id, n in HYBRID_REWRITES.items() if pass_id not in slower}
     assert all(p["passed"] for p in artifact.manifest.parity)
 
 
