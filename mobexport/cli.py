@@ -186,9 +186,11 @@ def _cmd_export(argv: Sequence[str]) -> int:
     console = stdout_console()
     print_export_summary(console, artifact)
     if config.explain:
+        from mobexport.export.targets import get_target
         from mobexport.report import print_pass_report
 
-        print_pass_report(console, artifact.manifest.passes)
+        left_out = get_target(config.target).slower_passes if config.passes.strip() == "default" else ()
+        print_pass_report(console, artifact.manifest.passes, config.target, left_out)
     return 0
 
 

@@ -105,8 +105,11 @@ def print_export_summary(console: Console, artifact) -> None:
     console.print(table)
 
 
-def print_pass_report(console: Console, passes: list[dict]) -> None:
-    """The graph passes an export ran (``--explain``): rewrites, skipped sites grouped by reason, time."""
+def print_pass_report(console: Console, passes: list[dict], target: str = "", left_out: tuple[str, ...] = ()) -> None:
+    """The graph passes an export ran (``--explain``): rewrites, skipped sites grouped by reason, time.
+
+    ``left_out``: default passes the target does not run, because its runtime measured slower with them.
+    """
     if not passes:
         console.print("graph passes: none ran (--passes none)")
         return
@@ -131,6 +134,9 @@ def print_pass_report(console: Console, passes: list[dict]) -> None:
                                 for k, v in details.items()) or "-",
                       "-" if seconds is None else f"{seconds:.2f}s")
     console.print(table)
+    if left_out:
+        console.print(f"left out of {target}'s default, slower on its runtime (docs/passes.md): "
+                      f"{', '.join(left_out)}; name one in --passes to run it")
 
 
 def print_model_list(console: Console, pattern: str | None, measure: bool = False, as_json: bool = False) -> int:

@@ -154,6 +154,9 @@ def test_explain_prints_the_pass_report_and_verify_passes_checks_them(capsys, ou
     for pass_id, p in passes.items():
         row = next(line for line in out.splitlines() if pass_id in line)
         assert f" {p['rewrites']} " in row, row
+    # the ONNX target's default leaves this pass out, and says so
+    assert "sink_channel_interleave" not in passes
+    assert "left out of onnx's default" in out and "sink_channel_interleave" in out
 
 
 def test_passes_none_with_explain_runs_no_pass(capsys, out_dir):
