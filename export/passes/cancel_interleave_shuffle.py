@@ -21,9 +21,9 @@ from __future__ import annotations
 import torch
 import torch.fx
 
-from .base import GraphPass, PassResult, call_nodes
+from .base import GraphPass, PassResult
 from .builder import NodeBuilder
-from .channel_interleave import interleave_pieces, undoing_shuffle
+from .channel_interleave import interleave_pieces, interleaves, undoing_shuffle
 
 aten = torch.ops.aten
 
@@ -37,7 +37,7 @@ class CancelInterleaveShufflePass(GraphPass):
         return {"shuffles_cancelled": 0}
 
     def candidates(self, gm):
-        return [n for n in call_nodes(gm, aten.flatten.using_ints) if interleave_pieces(n) is not None]
+        return interleaves(gm)
 
     def match(self, gm, interleave: torch.fx.Node) -> tuple | None:
         pieces = interleave_pieces(interleave)

@@ -12,11 +12,17 @@ import torch
 import torch.fx
 from torch.fx.experimental.symbolic_shapes import is_concrete_int
 
+from .base import call_nodes
 from .ops import ACTIVATIONS, is_call, val
 
 aten = torch.ops.aten
 
 CHANNELWISE = ACTIVATIONS + (aten.clamp.default,)  # unary ops that treat every channel alike
+
+
+def interleaves(gm: torch.fx.GraphModule) -> list[torch.fx.Node]:
+    """Every interleave in ``gm`` (the candidates of the passes that remove them), in graph order."""
+    return [n for n in call_nodes(gm, aten.flatten.using_ints) if interleave_pieces(n) is not None]
 
 
 def interleave_pieces(node: torch.fx.Node) -> list[torch.fx.Node] | None:

@@ -44,15 +44,15 @@ from numbers import Number
 import torch
 import torch.fx
 
-from .base import GraphPass, PassResult, call_nodes, check
+from .base import GraphPass, PassResult, check
 from .builder import NodeBuilder
-from .channel_interleave import interleave_pieces, sizes
-from .ops import ACTIVATIONS, ADDS, CONV2D_ANY, DIVS, LINEAR, MAXIMUMS, MULS, SUBS, attr_value, conv_arguments, is_call, val
+from .channel_interleave import CHANNELWISE, interleave_pieces, interleaves, sizes
+from .ops import ADDS, CONV2D_ANY, DIVS, LINEAR, MAXIMUMS, MULS, SUBS, attr_value, conv_arguments, is_call, val
 
 aten = torch.ops.aten
 
 ELEMENTWISE_BINARY = MULS + ADDS + SUBS + DIVS + MAXIMUMS + (aten.minimum.default,)
-ELEMENTWISE_UNARY = ACTIVATIONS + (aten.clamp.default, aten.neg.default)
+ELEMENTWISE_UNARY = CHANNELWISE + (aten.neg.default,)
 # Steps between a per-channel Linear's output and the operand they make: each keeps one value per channel.
 OPERAND_STEPS = ELEMENTWISE_UNARY + MULS + ADDS + SUBS + DIVS + (aten.unsqueeze.default,)
 
@@ -155,7 +155,7 @@ class SinkChannelInterleavePass(GraphPass):
         return {"interleaves_sunk": {}}
 
     def candidates(self, gm):
-        return [n for n in call_nodes(gm, aten.flatten.using_ints) if interleave_pieces(n) is not None]
+        return interleaves(gm)
 
     def match(self, gm, node: torch.fx.Node) -> Region:
         return find_region(gm, node)
