@@ -84,24 +84,19 @@ class SubprocessDevice(Device):
         spec = {"job": job.to_dict(), "device": self.runtime_device, "cpus": self.cpus}
         env = {**os.environ, PARENT_PID_ENV: str(os.getpid())}
         try:
-            tmp_dir = tempfile.TemporaryDirectory(prefix=case_dir_prefix())
+            tmp = Path(tempfile.mkdtemp(prefix=case_dir_prefix()))
         except OSError as exc:
             raise _scratch_failed(Path(tempfile.gettempdir()), exc) from None
-        with tmp_dir as tmp:
-            job_file, result_file = Path(tmp) / "job.json", Path(tmp) / "result.json"
+        try:
             try:
-                job_file.write_text(json.dumps(spec))
-            except OSError as exc:
-                raise _scratch_failed(job_file, exc) from None
-            try:
-                proc = subprocess.run([*self.worker_command, str(job_file), str(result_file)],
-                                      capture_output=True, text=True, timeout=self.timeout_s, env=env)
-            except subprocess.TimeoutExpired:
-                raise CaseFailed(f"timed out after {self.timeout_s:.0f} s") from None
-            try:
-                result = json.loads(result_file.read_text()) if result_file.is_file() else None
-            except (OSError, ValueError) as exc:
-                raise CaseFailed(f"the worker's result could not be read ({exc})") from None
+                proc, result = self._run_worker(tmp, spec, env)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        except KeyboardInterrupt:
+            # Ctrl-C or SIGTERM may land inside the removal above and cut it short; the handler ignores
+            # a second signal, so this one finishes.
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         if result is None or not result.get("ok"):
             raise CaseFailed(describe_failure(proc, result))
         conditions = dict(result["conditions"])
@@ -115,6 +110,24 @@ class SubprocessDevice(Device):
             conditions=conditions,
             tool_versions=tool_versions(),
         )
+
+
+    def _run_worker(self, tmp: Path, spec: dict, env: dict) -> tuple[subprocess.CompletedProcess, dict | None]:
+        """Run the case's worker in ``tmp``: the finished process and the result it wrote (None if none)."""
+        job_file, result_file = tmp / "job.json", tmp / "result.json"
+        try:
+            job_file.write_text(json.dumps(spec))
+        except OSError as exc:
+            raise _scratch_failed(job_file, exc) from None
+        try:
+            proc = subprocess.run([*self.worker_command, str(job_file), str(result_file)],
+                                  capture_output=True, text=True, timeout=self.timeout_s, env=env)
+        except subprocess.TimeoutExpired:
+            raise CaseFailed(f"timed out after {self.timeout_s:.0f} s") from None
+        try:
+            return proc, json.loads(result_file.read_text()) if result_file.is_file() else None
+        except (OSError, ValueError) as exc:
+            raise CaseFailed(f"the worker's result could not be read ({exc})") from None
 
 
 def _scratch_failed(path: Path, exc: OSError) -> DeviceError:

@@ -15,7 +15,8 @@ EXIT_OK = 0
 EXIT_CHECK_FAILED = 1  # bench: some cases failed; regress: a regression was found
 EXIT_USAGE = 2  # bad command line or input file: fix the input and run again
 EXIT_EXPORT_FAILED = 3  # the export ran and failed: parity, tracing, lowering or the runtime
-EXIT_INTERRUPTED = 130  # Ctrl-C (or SIGTERM): nothing half-written is left behind
+EXIT_INTERRUPTED = 130  # Ctrl-C: nothing half-written is left behind
+EXIT_TERMINATED = 143  # SIGTERM (kill, a CI timeout), handled like Ctrl-C; SIGHUP gives 129 (128 + signal)
 
 EXIT_STATUSES = {
     EXIT_OK: "success",
@@ -23,6 +24,7 @@ EXIT_STATUSES = {
     EXIT_USAGE: "usage or input error (bad option, unknown model, unreadable file, missing dependency)",
     EXIT_EXPORT_FAILED: "the export ran and failed (parity, tracing, lowering, the target's runtime)",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C); nothing half-written is left behind",
+    EXIT_TERMINATED: "terminated (SIGTERM: kill, a CI timeout), handled like Ctrl-C",
 }
 
 

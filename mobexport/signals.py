@@ -35,7 +35,8 @@ class Terminated(KeyboardInterrupt):
         return 128 + self.signum  # the shell's convention: 143 for SIGTERM
 
 
-def _raise_terminated(signum: int, frame) -> None:
+def raise_terminated(signum: int, frame) -> None:
+    """The handler: unwind like Ctrl-C, with the signal's exit status (143 for SIGTERM)."""
     # A second signal during cleanup must not cut the cleanup short; the next run sweeps what is left.
     for name in HANDLED:
         signal.signal(getattr(signal, name), signal.SIG_IGN)
@@ -67,4 +68,4 @@ def install() -> None:
     for name in HANDLED:
         signum = getattr(signal, name, None)
         if signum is not None and signal.getsignal(signum) in (signal.SIG_DFL, None):
-            signal.signal(signum, _raise_terminated)
+            signal.signal(signum, raise_terminated)

@@ -23,6 +23,7 @@ from typing import Sequence
 
 from rich.console import Console
 
+from mobexport import signals
 from mobexport.consoles import stderr_console, stdout_console
 from mobexport.devices.android import CoolingPolicy
 from mobexport.devices.android_runners import ORT_EXECUTION_PROVIDERS
@@ -307,12 +308,12 @@ def print_report(console: Console, rows: list[dict], baseline: str | None, out_d
 @contextmanager
 def sigterm_as_interrupt():
     """SIGTERM (a CI timeout, ``kill``) ends the sweep the way Ctrl-C does: the running case's worker is
-    stopped, its temporary directory removed, and the finished records are kept."""
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
+    stopped, its temporary directory removed, and the finished records are kept.
 
+    The same handler as the CLI's (:func:`mobexport.signals.raise_terminated`), so a SIGTERM exits 143
+    whether it lands before the sweep starts or during it, also when a program embeds the sweep."""
     try:
-        previous = signal.signal(signal.SIGTERM, interrupt)
+        previous = signal.signal(signal.SIGTERM, signals.raise_terminated)
     except ValueError:  # not the main thread (an embedding application): leave signals alone
         yield
         return
