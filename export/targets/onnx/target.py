@@ -1,8 +1,9 @@
 """ONNX target: ``torch.onnx`` (dynamo exporter) from the exported program.
 
-Opset 18, spatial axes dynamic when the traced program is, the model checked
-with ``onnx.checker`` (full check, shape inference included) before it counts
-as written. Fused ``mobexport::`` ops need no ``prepare``: the exporter
+Opset 18, spatial axes dynamic when the traced program is, optimized as the
+exporter does it (in linear time: ``optimizer.py``), the model checked with
+``onnx.checker`` (full check, shape inference included) before it counts as
+written. Fused ``mobexport::`` ops need no ``prepare``: the exporter
 translates them (``kernels/lowering.onnx_translation_table``). Parity runs
 through ONNX Runtime on this CPU.
 """
@@ -19,6 +20,7 @@ from mobexport.errors import ExportError, TargetOptionError, first_line
 from mobexport.kernels import onnx_translation_table
 
 from ..base import Lowered, Target
+from .optimizer import rules_tried_where_they_can_match
 from .options import OnnxOptions
 from .quantizers import QUANTIZERS
 from ...trace import TracedProgram
@@ -62,7 +64,7 @@ def write_onnx(traced: TracedProgram, path: Path, opset: int = OPSET) -> Path:
     for lg in quiet:
         lg.setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), rules_tried_where_they_can_match():
             warnings.simplefilter("ignore")
             onnx_program = torch.onnx.export(
                 traced.program,
