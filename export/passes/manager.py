@@ -1,8 +1,9 @@
 """Running passes over a traced program, with an optional verify mode.
 
 ``rewrite(traced, passes, verify_resolutions=...)`` unlifts the program, runs
-each pass in order, and re-exports the result with the program's own dynamic
-shapes, so the rewritten program accepts exactly what the original did. In
+each pass in order, and lifts the result back into a program with the
+original's dynamic shapes (``lift.py``; a re-export where it cannot), so the
+rewritten program accepts exactly what the original did. In
 verify mode the graph's outputs are compared before and after every pass at
 several resolutions: a pass that moves them by more than ``1e-5`` of the
 output scale is named in the error, which is what makes a broken rewrite
@@ -23,6 +24,7 @@ from mobexport.errors import ExportError
 
 from ..trace import TracedProgram, example_input, spatial_dynamic_shapes_for
 from .base import GraphPass, PassResult
+from .lift import lift
 
 log = logging.getLogger(__name__)
 
@@ -78,10 +80,26 @@ def run_passes(
     return results
 
 
+def reexport(gm: torch.fx.GraphModule, traced: TracedProgram) -> torch.export.ExportedProgram:
+    """``torch.export`` the rewritten module again, with the traced program's input constraints."""
+    x = example_input(traced.size)
+    dynamic_shapes = spatial_dynamic_shapes_for(traced) if traced.dynamic else None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.export.export(gm, (x,), dynamic_shapes=dynamic_shapes, strict=False)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0][:300]
+        raise ExportError(f"re-exporting the rewritten graph failed: {first}", "try --passes none") from exc
+
+
 def rewrite(
     traced: TracedProgram, passes: list[GraphPass], verify_resolutions: list[int] | None = None
 ) -> tuple[TracedProgram, list[PassResult]]:
-    """Apply ``passes`` to a traced program and re-export it with the same input constraints."""
+    """Apply ``passes`` to a traced program; the result has the same input constraints.
+
+    The rewritten graph is lifted back into a program (``lift.py``), or re-exported where it cannot be.
+    """
     if not passes:
         return traced, []
     with warnings.catch_warnings():  # pytree's LeafSpec deprecation, raised while copying the spec
@@ -92,15 +110,7 @@ def rewrite(
     results = run_passes(gm, passes, verify_resolutions)
     if not any(r.changed for r in results):
         return traced, results
-    x = example_input(traced.size)
-    dynamic_shapes = spatial_dynamic_shapes_for(traced) if traced.dynamic else None
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            program = torch.export.export(gm, (x,), dynamic_shapes=dynamic_shapes, strict=False)
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0][:300]
-        raise ExportError(f"re-exporting the rewritten graph failed: {first}", "try --passes none") from exc
+    program = lift(gm, traced.program) or reexport(gm, traced)
     return TracedProgram(
         program, traced.resolution, traced.dynamic, traced.min_resolution, traced.max_resolution,
         traced.stride, traced.fallback_reason, width=traced.width,
