@@ -111,7 +111,6 @@ class SubprocessDevice(Device):
             tool_versions=tool_versions(),
         )
 
-
     def _run_worker(self, tmp: Path, spec: dict, env: dict) -> tuple[subprocess.CompletedProcess, dict | None]:
         """Run the case's worker in ``tmp``: the finished process and the result it wrote (None if none)."""
         job_file, result_file = tmp / "job.json", tmp / "result.json"

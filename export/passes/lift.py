@@ -44,6 +44,8 @@ from torch.export.graph_signature import (
     TensorArgument,
 )
 
+from .ops import attr_value
+
 log = logging.getLogger(__name__)
 
 WEIGHT_KINDS = (InputKind.PARAMETER, InputKind.BUFFER, InputKind.CONSTANT_TENSOR)
@@ -75,23 +77,12 @@ def _check_signature(original: ExportedProgram) -> None:
         raise NotLiftable("an input or output is not a tensor")
 
 
-def _attribute(gm: torch.fx.GraphModule, target: str):
-    value = gm
-    for part in target.split("."):
-        value = getattr(value, part)
-    return value
-
-
-def _kind_of(gm: torch.fx.GraphModule, target: str, parameters: dict, buffers: dict, known: dict) -> InputKind:
+def _kind_of(target: str, parameters: dict, buffers: dict, known: dict) -> InputKind:
     if target in known:   # the original program's word: unlifting registers its constants as buffers
         return known[target]
     if target in parameters:
         return InputKind.PARAMETER
-    if target in buffers:
-        return InputKind.BUFFER
-    if isinstance(_attribute(gm, target), torch.Tensor):
-        return InputKind.CONSTANT_TENSOR
-    raise NotLiftable(f"attribute '{target}' is a {type(_attribute(gm, target)).__name__}, not a tensor")
+    return InputKind.BUFFER if target in buffers else InputKind.CONSTANT_TENSOR
 
 
 def _lift(gm: torch.fx.GraphModule, original: ExportedProgram) -> ExportedProgram:
@@ -115,19 +106,23 @@ def _lift(gm: torch.fx.GraphModule, original: ExportedProgram) -> ExportedProgra
     for node in graph.nodes:
         if node.op == "get_attr":
             readers.setdefault(node.target, []).append(node)
+    values = {target: attr_value(gm, nodes[0]) for target, nodes in readers.items()}
+    not_tensors = [target for target, value in values.items() if value is None]
+    if not_tensors:
+        raise NotLiftable(f"attribute '{not_tensors[0]}' is not a tensor")
     module_order = {target: i for i, target in enumerate([*parameters, *buffers])}
     known = {s.target: s.kind for s in original.graph_signature.input_specs if s.kind in WEIGHT_KINDS}
-    kinds = {target: _kind_of(gm, target, parameters, buffers, known) for target in readers}
+    kinds = {target: _kind_of(target, parameters, buffers, known) for target in readers}
     ordered = sorted(readers, key=lambda t: (WEIGHT_KINDS.index(kinds[t]), module_order.get(t, len(module_order))))
 
     persistent = {s.target: s.persistent for s in original.graph_signature.input_specs if s.kind is InputKind.BUFFER}
     input_specs, state_dict, constants = [], {}, {}
     for target in ordered:
-        kind, value = kinds[target], _attribute(gm, target)
+        kind, value = kinds[target], values[target]
         with graph.inserting_before(user_inputs[0]):
             placeholder = graph.placeholder(PREFIX[kind] + re.sub(r"[^a-zA-Z0-9]", "_", target))
-        known = readers[target][0].meta.get("val")
-        placeholder.meta["val"] = known if known is not None else fake_mode.from_tensor(value, static_shapes=True)
+        fake = readers[target][0].meta.get("val")
+        placeholder.meta["val"] = fake if fake is not None else fake_mode.from_tensor(value, static_shapes=True)
         for reader in readers[target]:
             reader.replace_all_uses_with(placeholder)
             graph.erase_node(reader)
