@@ -30,6 +30,7 @@ from mobexport.devices.runtimes.executorch import ACCEPTS_METHODS, delegate_runs
 from mobexport.errors import ExportError, TargetOptionError, first_line
 from mobexport.kernels.lowering import decomposition_table, prepare_fused_ops
 
+from .decomposition import edge_table, kept_ops, xnnpack_partitioner
 from .delegation import delegation_coverage, partitioner_reasons
 from ..base import Lowered, Target
 from .backends import DELEGATES, partitioner_for
@@ -63,8 +64,16 @@ class ExecuTorchTarget(Target):
             )
 
     def prepare(self, traced: TracedProgram, config: ExportConfig) -> TracedProgram:
-        """Fused ops as ATen ops: XNNPACK's forms for the delegate, the plainest for portable kernels."""
-        return prepare_fused_ops(traced, decomposition_table(self.options(config).backend))
+        """Fused ops as ATen ops: XNNPACK's forms for the delegate, the plainest for portable kernels.
+
+        For XNNPACK, the same decomposition also does ExecuTorch's (:mod:`.decomposition`): one
+        re-trace here saves three in ``to_edge_transform_and_lower``.
+        """
+        backend = self.options(config).backend
+        table = decomposition_table(backend)
+        if backend == "xnnpack":
+            table = {**edge_table(kept_ops(xnnpack_partitioner(), traced.program)), **table}
+        return prepare_fused_ops(traced, table)
 
     def lower(self, traced: TracedProgram, config: ExportConfig, out_dir: Path) -> Lowered:
         backend = self.options(config).backend
@@ -127,9 +136,7 @@ def lower_program(program, backend: str, constants: dict[str, int] | None = None
 
     partitioners = []
     if backend == "xnnpack":
-        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-
-        partitioners.append(XnnpackPartitioner())
+        partitioners.append(xnnpack_partitioner())
     elif backend in DELEGATES:
         partitioners.append(partitioner_for(backend))
     with warnings.catch_warnings(), (nullcontext() if etrecord else shared_provenance()):
