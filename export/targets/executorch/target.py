@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from contextlib import nullcontext
 from functools import partial
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from mobexport.kernels.lowering import decomposition_table, prepare_fused_ops
 
 from .decomposition import edge_table, kept_ops, xnnpack_partitioner
 from .delegation import delegation_coverage, partitioner_reasons
+from .provenance import shared_provenance
 from ..base import Lowered, Target
 from .backends import DELEGATES, partitioner_for
 from .options import BACKENDS, ExecuTorchOptions
@@ -66,14 +68,16 @@ class ExecuTorchTarget(Target):
     def prepare(self, traced: TracedProgram, config: ExportConfig) -> TracedProgram:
         """Fused ops as ATen ops: XNNPACK's forms for the delegate, the plainest for portable kernels.
 
-        For XNNPACK, the same decomposition also does ExecuTorch's (:mod:`.decomposition`): one
-        re-trace here saves three in ``to_edge_transform_and_lower``.
+        For XNNPACK the same decomposition also does ExecuTorch's core-ATen one (:mod:`.decomposition`),
+        so lowering re-traces the program twice, not four times. Provenance is shared here as in
+        :func:`lower_program` (:mod:`.provenance`).
         """
-        backend = self.options(config).backend
-        table = decomposition_table(backend)
-        if backend == "xnnpack":
+        options = self.options(config)
+        table = decomposition_table(options.backend)
+        if options.backend == "xnnpack":
             table = {**edge_table(kept_ops(xnnpack_partitioner(), traced.program)), **table}
-        return prepare_fused_ops(traced, table)
+        with nullcontext() if options.etrecord else shared_provenance():
+            return prepare_fused_ops(traced, table)
 
     def lower(self, traced: TracedProgram, config: ExportConfig, out_dir: Path) -> Lowered:
         backend = self.options(config).backend
@@ -128,11 +132,7 @@ def lower_program(program, backend: str, constants: dict[str, int] | None = None
     ``etrecord``: keep an ETRecord in the manager (``manager.get_etrecord()``) so that an ETDump of the
     program can be mapped back to graph nodes.
     """
-    from contextlib import nullcontext
-
     from executorch.exir import to_edge_transform_and_lower
-
-    from .provenance import shared_provenance
 
     partitioners = []
     if backend == "xnnpack":
