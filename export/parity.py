@@ -217,9 +217,28 @@ def require(reports: list[ParityReport], what: str,
         if not r.passed:
             t = r.tolerance
             where = explain(r) if explain is not None else None
+            reference_max = reference_scale(r)
+            if reference_max is not None and reference_max < VANISHING_OUTPUT:
+                where = (f"PyTorch's own outputs are ~0 (max|y| {reference_max:.1e}) on these weights: "
+                         f"nothing for the artifact to match") + (f"; {where}" if where else "")
+                hint = "export trained weights (--checkpoint); random-init weights can make a model's outputs vanish"
+            else:
+                hint = "pass --tolerance to loosen the bound, or --passes none to rule out a graph rewrite"
             raise ParityError(
                 f"{what} differs from PyTorch {r.describe()} "
                 f"(tolerance {t.name}: max|err| <= {t.max_abs_error:g} x max(1, max|output|), cos >= {t.min_cosine}, "
                 f"top-1 >= {t.min_top1_agreement:.0%} on logits)" + (f"; {where}" if where else ""),
-                "pass --tolerance to loosen the bound, or --passes none to rule out a graph rewrite",
+                hint,
             )
+
+
+# Below this, a reference output is numerically nothing: an int8 artifact rounds it to 0 and its cosine is 0.
+# (A random-init MobileNetV3-L gives logits of ~1e-9: its activations shrink block by block.)
+VANISHING_OUTPUT = 1e-6
+
+
+def reference_scale(report: ParityReport) -> float | None:
+    """``max |y_ref|`` of the worst output, from its error and relative error; None when they cannot say."""
+    if report.relative_max_error <= 0 or not np.isfinite(report.max_abs_error):
+        return None
+    return report.max_abs_error / report.relative_max_error

@@ -71,3 +71,22 @@ def test_max_abs_bound_scales_with_logits_above_one():
     assert not parity.compare(ref, ref + 3e-3, 224, parity.FP32).passed
     small = ref / 40  # max |logit| 0.5: the bound stays absolute
     assert not parity.compare(small, small + 1.5e-4, 224, parity.FP32).passed
+
+
+def test_vanishing_reference_outputs_name_the_weights_not_the_tolerance():
+    # A random-init MobileNetV3-L gives logits of ~1e-9; an int8 artifact rounds them to 0.
+    reference = np.random.default_rng(0).standard_normal((8, 1000)) * 1e-9
+    report = parity.compare(reference, np.zeros_like(reference), 224, parity.INT8)
+    assert not report.passed and report.cosine == 0.0
+    assert parity.reference_scale(report) == pytest.approx(np.abs(reference).max())
+    with pytest.raises(ParityError) as caught:
+        parity.require([report], "artifact")
+    assert "outputs are ~0" in str(caught.value) and "--checkpoint" in caught.value.hint
+
+
+def test_an_ordinary_failure_still_points_at_the_tolerance():
+    reference = np.random.default_rng(0).standard_normal((8, 1000))
+    report = parity.compare(reference, reference + 1e-2, 224, parity.FP32)
+    with pytest.raises(ParityError) as caught:
+        parity.require([report], "artifact")
+    assert "--tolerance" in caught.value.hint and "~0" not in str(caught.value)
