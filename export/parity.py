@@ -238,7 +238,11 @@ VANISHING_OUTPUT = 1e-6
 
 
 def reference_scale(report: ParityReport) -> float | None:
-    """``max |y_ref|`` of the worst output, from its error and relative error; None when they cannot say."""
+    """``max |y_ref|`` from the report's error and relative error; None when they cannot say.
+
+    Exact for a model with one output. With several, the two maxima may come from different outputs,
+    so it is only an estimate: enough to tell ~1e-9 logits from ordinary ones.
+    """
     if report.relative_max_error <= 0 or not np.isfinite(report.max_abs_error):
         return None
     return report.max_abs_error / report.relative_max_error
